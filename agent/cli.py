@@ -1,0 +1,339 @@
+"""`sentinel` command line. Commands import what they need lazily: `check` and `status`
+must start fast and small, the daemon must not carry the report renderer."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG = "config/sentinel.example.yaml"
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sentinel",
+        description="HIS Sentinel — monitoring and inspection agent for hospital information systems.",
+    )
+    p.add_argument(
+        "-c",
+        "--config",
+        default=os.environ.get("SENTINEL_CONFIG", DEFAULT_CONFIG),
+        help="configuration file (default: $SENTINEL_CONFIG or %(default)s)",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    sub.add_parser(
+        "run",
+        help="run the agent (daemon) in the foreground until SIGTERM/SIGINT",
+        description="Run the agent: schedule every check, store results, write daily reports.",
+    )
+
+    c = sub.add_parser(
+        "check",
+        help="run checks once and print a table (exit code = worst status)",
+        description="Run the named checks (all when none named) once, print the results. "
+        "Exit code is the worst status, Nagios-style: 0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN. "
+        "Nothing is stored.",
+    )
+    c.add_argument("names", nargs="*", metavar="NAME", help="check names (default: all enabled)")
+    c.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    s = sub.add_parser(
+        "status",
+        help="show every check's current state from the store",
+        description="Current confirmed state of every check, since when, and its last result.",
+    )
+    s.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    cfg = sub.add_parser("config", help="configuration commands")
+    cfg_sub = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    cfg_sub.add_parser(
+        "validate",
+        help="validate the configuration; print every problem; exit 2 if any",
+        description="Validate the configuration file and print every problem with its key path "
+        "and line. Exit code 0 when valid, 2 otherwise.",
+    )
+
+    r = sub.add_parser("report", help="write an inspection report")
+    r_sub = r.add_subparsers(dest="report_kind", metavar="KIND", required=True)
+    d = r_sub.add_parser(
+        "daily",
+        help="daily inspection report (日常巡检报告) as self-contained HTML",
+        description="Write the daily inspection report for one day (default: yesterday in "
+        "the site's time zone).",
+    )
+    d.add_argument("--date", type=date.fromisoformat, help="day to report, YYYY-MM-DD (default: yesterday)")
+    d.add_argument("--out", type=Path, help="output file (default: <reports.output_dir>/daily-<date>.html)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from agent.config import ConfigError, load
+
+    try:
+        config = load(args.config)
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        return EXIT_CONFIG
+    handler = {
+        "run": _cmd_run,
+        "check": _cmd_check,
+        "status": _cmd_status,
+        "config": _cmd_config,
+        "report": _cmd_report,
+    }[args.command]
+    try:
+        return handler(config, args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _cmd_config(config: Any, args: argparse.Namespace) -> int:
+    print(f"{args.config}: valid — {len(config.systems)} systems, {len(config.checks)} checks")
+    return 0
+
+
+def _cmd_run(config: Any, args: argparse.Namespace) -> int:
+    from agent import logs
+    from agent.daemon import Daemon
+    from agent.store import StoreLocked
+
+    logs.setup(config.agent.log_level, config.agent.log_file, config.agent.log_json)
+    try:
+        daemon = Daemon(config, Path(args.config).resolve())
+    except StoreLocked as exc:
+        print(f"sentinel: {exc}", file=sys.stderr)
+        return 1
+    return daemon.run()
+
+
+def _cmd_check(config: Any, args: argparse.Namespace) -> int:
+    import threading
+
+    from agent.checks import build_specs, select
+    from agent.runner import ProbeRunner
+
+    try:
+        chosen = select(config.checks, args.names)
+    except KeyError as exc:
+        print(f"sentinel: unknown check(s): {exc.args[0]}", file=sys.stderr)
+        return 3
+    specs = build_specs(chosen)
+    results: dict[str, Any] = {}
+    done = threading.Event()
+    lock = threading.Lock()
+
+    def sink(name: str, result: Any) -> None:
+        with lock:
+            results[name] = result
+            if len(results) == len(specs):
+                done.set()
+
+    history = _history_reader(config)
+    runner = ProbeRunner(sink, config.agent.workers, history)
+    for spec in specs:
+        runner.submit(spec)
+    # Each submission is guaranteed one result by its deadline; the margin only covers
+    # the watchdog's own scheduling.
+    longest = max((s.timeout_s for s in specs), default=0.0)
+    done.wait(longest + 5.0 if specs else 0)
+    runner.stop()
+    rows = [(s.name, results.get(s.name)) for s in specs]
+    worst = max((r.status for _, r in rows if r is not None), default=0)
+    if any(r is None for _, r in rows):
+        worst = 3
+    if args.json:
+        print(json.dumps([_result_json(n, r) for n, r in rows], ensure_ascii=False, indent=2))
+    else:
+        _print_table(
+            ["CHECK", "STATUS", "TIME", "SUMMARY"],
+            [
+                [
+                    n,
+                    r.status.name if r else "UNKNOWN",
+                    f"{r.duration_s * 1000:.0f} ms" if r else "-",
+                    r.summary if r else "no result",
+                ]
+                for n, r in rows
+            ],
+        )
+    return int(worst)
+
+
+def _history_reader(config: Any) -> Any:
+    """Metric history for trend figures, read from the store if the agent has written one."""
+    if not config.storage.path.exists():
+        return None
+    import threading
+
+    from agent.store import Store
+
+    store = Store(config.storage.path, readonly=True)
+    lock = threading.Lock()
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+
+    def read(check: str, patterns: Sequence[str]) -> Any:
+        with lock:
+            try:
+                return store.metric_history(check, patterns, now_ms - 14 * 86_400_000)
+            except KeyError:
+                return {}
+
+    return read
+
+
+def _result_json(name: str, r: Any) -> dict[str, Any]:
+    if r is None:
+        return {"check": name, "status": "UNKNOWN", "summary": "no result"}
+    return {
+        "check": name,
+        "status": r.status.name,
+        "summary": r.summary,
+        "started_at": r.started_at.isoformat(),
+        "duration_s": r.duration_s,
+        "metrics": [{"name": m.name, "value": m.value, "unit": m.unit} for m in r.metrics],
+        "details": dict(r.details),
+    }
+
+
+def _cmd_status(config: Any, args: argparse.Namespace) -> int:
+    from agent.store import Store
+    from agent.timeutil import fmt_local
+
+    try:
+        store = Store(config.storage.path, readonly=True)
+    except FileNotFoundError as exc:
+        print(f"sentinel: {exc}", file=sys.stderr)
+        return 1
+    tz = config.site.tz
+    configured = {c.name for c in config.checks if c.enabled}
+    states = [s for s in store.current() if s.check in configured]
+    runs = store.runs()
+    last = runs[-1] if runs else None
+    agent_info: dict[str, Any] = {"running": False}
+    if last is not None:
+        alive = last.stopped_ts is None and (
+            datetime.now(UTC).timestamp() * 1000 - last.heartbeat_ts < 3 * config.agent.heartbeat * 1000
+        )
+        agent_info = {
+            "running": alive,
+            "pid": last.pid,
+            "started": fmt_local(last.started_ts, tz),
+            "last_heartbeat": fmt_local(last.heartbeat_ts, tz),
+            "stopped": fmt_local(last.stopped_ts, tz) if last.stopped_ts else None,
+        }
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "agent": agent_info,
+                    "checks": [
+                        {
+                            "check": s.check,
+                            "kind": s.kind,
+                            "system": s.system,
+                            "state": s.hard.name if s.hard is not None else "PENDING",
+                            "since": fmt_local(s.since_ts, tz) if s.since_ts else None,
+                            "last_result": fmt_local(s.last_ts, tz) if s.last_ts else None,
+                            "last_status": s.last_status.name if s.last_status is not None else None,
+                            "summary": s.last_summary,
+                        }
+                        for s in states
+                    ],
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+        return 0
+    if last is None:
+        print("agent: has not run yet")
+    else:
+        state = "running" if agent_info["running"] else "not running"
+        print(
+            f"agent: {state} (pid {last.pid}, started {agent_info['started']}, "
+            f"last heartbeat {agent_info['last_heartbeat']})"
+        )
+    _print_table(
+        ["CHECK", "SYSTEM", "STATE", "SINCE", "LAST RESULT", "SUMMARY"],
+        [
+            [
+                s.check,
+                s.system or "-",
+                s.hard.name if s.hard is not None else "PENDING",
+                fmt_local(s.since_ts, tz) if s.since_ts else "-",
+                fmt_local(s.last_ts, tz) if s.last_ts else "-",
+                s.last_summary or "-",
+            ]
+            for s in states
+        ],
+    )
+    missing = sorted(configured - {s.check for s in states})
+    if missing:
+        print(f"no results yet: {', '.join(missing)}")
+    return 0
+
+
+def _cmd_report(config: Any, args: argparse.Namespace) -> int:
+    from agent.reports.daily import write_daily
+    from agent.store import Store
+
+    tz = config.site.tz
+    day = args.date or (datetime.now(tz).date() - timedelta(days=1))
+    try:
+        store = Store(config.storage.path, readonly=True)
+    except FileNotFoundError as exc:
+        print(f"sentinel: {exc}", file=sys.stderr)
+        return 1
+    path = write_daily(config, store, day, args.out)
+    store.close()
+    try:
+        writer = _store_for_write(config)
+        writer.record_report("daily", day.isoformat(), int(datetime.now(UTC).timestamp() * 1000), str(path))
+        writer.close()
+    except OSError:
+        pass
+    print(path)
+    return 0
+
+
+def _store_for_write(config: Any) -> Any:
+    from agent.store import Store
+
+    return Store(config.storage.path)
+
+
+def _print_table(header: list[str], rows: list[list[str]]) -> None:
+    from unicodedata import east_asian_width
+
+    def width(text: str) -> int:
+        return sum(2 if east_asian_width(ch) in "WF" else 1 for ch in text)
+
+    def clip(text: str, limit: int) -> str:
+        text = text.replace("\n", " ")
+        if width(text) <= limit:
+            return text
+        out, w = "", 0
+        for ch in text:
+            cw = width(ch)
+            if w + cw > limit - 1:
+                break
+            out += ch
+            w += cw
+        return out + "…"
+
+    limits = [40, 12, 10, 20, 20, 100][: len(header)]
+    if len(header) == 4:
+        limits = [40, 8, 10, 120]
+    cells = [[clip(str(c), limits[i]) for i, c in enumerate(r)] for r in rows]
+    widths = [max([width(h)] + [width(r[i]) for r in cells]) for i, h in enumerate(header)]
+    for r in [header, *cells]:
+        print("  ".join(c + " " * (widths[i] - width(c)) for i, c in enumerate(r)).rstrip())

@@ -1,0 +1,515 @@
+"""Configuration: YAML in, frozen validated models out, every problem reported at once.
+
+Problems carry their key path (`checks[3].interval`) and the YAML line, so an engineer can fix
+the whole file in one pass. `load()` raises `ConfigError`; the CLI prints it and exits 2.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import time as dtime
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from probes import registry
+from probes.settings import Duration, Secret
+from probes.thresholds import Threshold
+
+FAULT_LEVELS = {1: "一级", 2: "二级", 3: "三级", 4: "四级"}
+FAULT_TYPES = ("核心系统类", "硬件网络类", "数据安全类", "综合类")
+_LEVEL_BY_NAME = {v: k for k, v in FAULT_LEVELS.items()}
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+
+class Site(Model):
+    name: str = Field(min_length=1)
+    timezone: str = "Asia/Shanghai"
+    campuses: tuple[str, ...] = ()
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (use an IANA name such as 'Asia/Shanghai')") from None
+        return v
+
+    @cached_property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class Storage(Model):
+    path: Path = Path("var/sentinel.db")
+    raw_retention: Duration = 31 * 86400.0
+    """Raw results older than this are pruned (hourly roll-ups stay)."""
+
+
+_SPAN = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class Schedule(Model):
+    """Planned operating hours in the site's time zone; omitted days mean 00:00-24:00."""
+
+    mon: tuple[str, ...] | None = None
+    tue: tuple[str, ...] | None = None
+    wed: tuple[str, ...] | None = None
+    thu: tuple[str, ...] | None = None
+    fri: tuple[str, ...] | None = None
+    sat: tuple[str, ...] | None = None
+    sun: tuple[str, ...] | None = None
+
+    @model_validator(mode="after")
+    def _spans(self) -> Schedule:
+        for day in _DAYS:
+            for span in getattr(self, day) or ():
+                m = _SPAN.match(span)
+                if not m:
+                    raise ValueError(f"{day}: {span!r} is not 'HH:MM-HH:MM'")
+                h1, m1, h2, m2 = map(int, m.groups())
+                if not (0 <= h1 <= 24 and 0 <= h2 <= 24 and m1 < 60 and m2 < 60) or (h1 * 60 + m1) >= (
+                    h2 * 60 + m2
+                ):
+                    raise ValueError(f"{day}: {span!r} must run forward within one day")
+        return self
+
+    def minutes(self, weekday: int) -> list[tuple[int, int]]:
+        """Planned [start, end) minute spans of a weekday (0 = Monday)."""
+        spans = getattr(self, _DAYS[weekday])
+        if spans is None:
+            return [(0, 1440)]
+        out = []
+        for span in spans:
+            h1, m1, h2, m2 = map(int, _SPAN.match(span).groups())  # type: ignore[union-attr]
+            out.append((h1 * 60 + m1, h2 * 60 + m2))
+        return sorted(out)
+
+
+class System(Model):
+    name: str = Field(min_length=1)
+    campus: str | None = None
+    description: str = ""
+    availability_target: float = Field(99.5, gt=0, le=100)
+    schedule: Schedule | Literal["7x24"] = "7x24"
+
+
+class ThresholdModel(Model):
+    warn: float | None = None
+    crit: float | None = None
+    below: bool = False
+
+    def to_threshold(self) -> Threshold:
+        return Threshold(self.warn, self.crit, self.below)
+
+
+FaultLevel = Annotated[int, Field(ge=1, le=4)]
+
+
+class CheckCommon(Model):
+    name: str = Field(min_length=1, pattern=r"^[^\s/]+$")
+    system: str | None = None
+    interval: Duration = 60.0
+    timeout: Duration = 10.0
+    confirmations: int = Field(3, ge=1, le=20)
+    """Consecutive samples in a new state before it is confirmed (hard)."""
+    thresholds: dict[str, ThresholdModel] = {}
+    availability_critical: bool = False
+    fault_level: FaultLevel = 3
+    fault_type: Literal["核心系统类", "硬件网络类", "数据安全类", "综合类"] = "综合类"
+    enabled: bool = True
+
+    @field_validator("fault_level", mode="before")
+    @classmethod
+    def _level(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.strip() in _LEVEL_BY_NAME:
+            return _LEVEL_BY_NAME[v.strip()]
+        return v
+
+    @model_validator(mode="after")
+    def _timeout_vs_interval(self) -> CheckCommon:
+        if self.timeout >= self.interval:
+            raise ValueError(
+                f"timeout ({self.timeout:g} s) must be shorter than interval ({self.interval:g} s)"
+            )
+        return self
+
+    def threshold_rules(self) -> dict[str, Threshold]:
+        rules = dict(registry.default_thresholds(self.kind))  # type: ignore[attr-defined]
+        rules.update({k: v.to_threshold() for k, v in self.thresholds.items()})
+        return rules
+
+
+def _check_models() -> dict[str, type[CheckCommon]]:
+    models: dict[str, type[CheckCommon]] = {}
+    for kind in registry.KINDS:
+        settings = registry.settings_model(kind)
+        models[kind] = create_model(  # type: ignore[call-overload]
+            f"{kind.capitalize()}Check",
+            __base__=(CheckCommon, settings),
+            kind=(Literal[kind], ...),
+        )
+    return models
+
+
+CHECK_MODELS = _check_models()
+
+
+class Reports(Model):
+    output_dir: Path = Path("var/reports")
+    daily_time: str = Field("07:30", pattern=r"^\d{2}:\d{2}$")
+    lang: Literal["zh", "en"] = "zh"
+
+    @cached_property
+    def daily_at(self) -> dtime:
+        h, m = map(int, self.daily_time.split(":"))
+        return dtime(h, m)
+
+    @field_validator("daily_time")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        h, m = map(int, v.split(":"))
+        if h > 23 or m > 59:
+            raise ValueError(f"{v!r} is not a time of day")
+        return v
+
+
+class Agent(Model):
+    workers: int = Field(64, ge=1, le=512)
+    """Probe threads; a hung probe holds one until its driver gives up."""
+    heartbeat: Duration = 10.0
+    listen: str | None = Field(None, pattern=r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):\d{1,5}$")
+    """host:port of the agent's own /healthz endpoint; unset = no endpoint."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_file: Path | None = None
+    log_json: bool = False
+
+
+class Config(Model):
+    site: Site
+    storage: Storage = Storage()
+    agent: Agent = Agent()
+    systems: tuple[System, ...] = ()
+    checks: tuple[Any, ...] = ()
+    reports: Reports = Reports()
+    # Later capabilities (notifications, maintenance, ...) add their own sections here;
+    # existing files stay valid because every new section has defaults.
+
+    @cached_property
+    def check_map(self) -> Mapping[str, Any]:
+        return {c.name: c for c in self.checks}
+
+    def system(self, name: str | None) -> System | None:
+        for s in self.systems:
+            if s.name == name:
+                return s
+        return None
+
+
+# --------------------------------------------------------------------------------------
+# Loading and error reporting
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    path: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}" if self.path else "(top level)"
+        if self.line is not None:
+            where += f" (line {self.line})"
+        return f"{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    def __init__(self, source: str, problems: Sequence[Problem]) -> None:
+        self.source = source
+        self.problems = tuple(problems)
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        n = len(self.problems)
+        head = f"{self.source}: {n} problem{'s' if n != 1 else ''} in the configuration"
+        return "\n".join([head, *(f"  - {p}" for p in self.problems)])
+
+
+def _line_index(node: yaml.Node, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], int]]:
+    yield path, node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            key = k.value
+            yield (*path, key), k.start_mark.line + 1
+            for p, line in _line_index(v, (*path, key)):
+                if p != (*path, key):
+                    yield p, line
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            yield from _line_index(item, (*path, i))
+
+
+def _fmt_path(loc: Sequence[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _model_at(loc: Sequence[Any], raw: Any) -> type[BaseModel] | None:
+    """The model class that validates the mapping at `loc` (for 'did you mean' hints)."""
+    model: Any = Config
+    node: Any = raw
+    parts = list(loc)
+    if len(parts) >= 2 and parts[0] == "checks" and isinstance(parts[1], int):
+        items = raw.get("checks") if isinstance(raw, dict) else None
+        item = items[parts[1]] if isinstance(items, list) and parts[1] < len(items) else None
+        if not isinstance(item, dict):
+            return None
+        model, node, parts = CHECK_MODELS.get(str(item.get("kind"))), item, parts[2:]
+    for part in parts:
+        if isinstance(part, int):
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        node = node.get(part) if isinstance(node, dict) else None
+        model = _first_model(field.annotation)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _first_model(ann: Any) -> Any:
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for arg in getattr(ann, "__args__", ()) or ():
+        found = _first_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _message(err: Mapping[str, Any], raw: Any) -> str:
+    kind = err["type"]
+    loc = tuple(err["loc"])
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        parent = _model_at(loc[:-1], raw)
+        hint = ""
+        if parent is not None:
+            names = [n for n in parent.model_fields if not n.startswith("_")]
+            close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+            if close:
+                hint = f" (did you mean '{close[0]}'?)"
+        return f"unknown key '{key}'{hint}"
+    if kind == "missing":
+        return "required key is missing"
+    msg = str(err["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix) :]
+    if "input" in err and kind not in ("value_error",) and not isinstance(err["input"], dict | list):
+        msg += f" (got {err['input']!r})"
+    return msg
+
+
+def _validate_checks(raw_checks: Any, problems: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> list[Any]:
+    out: list[Any] = []
+    if raw_checks is None:
+        return out
+    if not isinstance(raw_checks, list):
+        problems.append((("checks",), {"type": "list_type", "loc": (), "msg": "must be a list of checks"}))
+        return out
+    for i, item in enumerate(raw_checks):
+        if not isinstance(item, dict):
+            problems.append((("checks", i), {"type": "t", "loc": (), "msg": "each check must be a mapping"}))
+            continue
+        kind = item.get("kind")
+        model = CHECK_MODELS.get(str(kind)) if kind is not None else None
+        if model is None:
+            if kind is None:
+                problems.append((("checks", i, "kind"), {"type": "missing", "loc": ()}))
+            else:
+                close = difflib.get_close_matches(str(kind), list(CHECK_MODELS), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                problems.append(
+                    (
+                        ("checks", i, "kind"),
+                        {
+                            "type": "t",
+                            "loc": (),
+                            "msg": f"unknown kind {kind!r}{hint}; known: " + ", ".join(sorted(CHECK_MODELS)),
+                        },
+                    )
+                )
+            continue
+        try:
+            out.append(model.model_validate(item))
+        except ValidationError as exc:
+            for e in exc.errors():
+                problems.append((("checks", i), dict(e)))
+    return out
+
+
+def _secrets(obj: Any, loc: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], Secret]]:
+    if isinstance(obj, Secret):
+        yield loc, obj
+    elif isinstance(obj, BaseModel):
+        for name in type(obj).model_fields:
+            yield from _secrets(getattr(obj, name), (*loc, name))
+    elif isinstance(obj, Mapping):
+        for k, v in obj.items():
+            yield from _secrets(v, (*loc, k))
+    elif isinstance(obj, tuple | list):
+        for i, v in enumerate(obj):
+            yield from _secrets(v, (*loc, i))
+
+
+def parse(text: str, source: str = "<config>", base_dir: Path | None = None) -> Config:
+    """Validate YAML text; relative paths are resolved against `base_dir`."""
+    try:
+        node = yaml.compose(text)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(source, [Problem("", line, f"not valid YAML: {problem}")]) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(source, [Problem("", 1, "the configuration must be a mapping of sections")])
+    lines = dict(_line_index(node)) if node is not None else {}
+
+    errors: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+    checks = _validate_checks(raw.get("checks"), errors)
+    top = {k: v for k, v in raw.items() if k != "checks"}
+    config: Config | None = None
+    try:
+        config = Config.model_validate(top)
+    except ValidationError as exc:
+        errors.extend(((), dict(e)) for e in exc.errors())
+
+    problems: list[Problem] = []
+    for prefix, err in errors:
+        loc = (*prefix, *err.get("loc", ()))
+        message = _message({**err, "loc": loc}, raw)
+        problems.append(Problem(_fmt_path(loc), _nearest_line(lines, loc), message))
+
+    if config is not None:
+        config = config.model_copy(update={"checks": tuple(checks)})
+    problems.extend(_cross_checks(checks, raw, lines))
+    for loc, secret in _secrets(checks, ("checks",)):
+        try:
+            secret.check()
+        except ValueError as exc:
+            problems.append(Problem(_fmt_path(loc), _nearest_line(lines, loc), str(exc)))
+
+    if problems:
+        problems.sort(key=lambda p: (p.line if p.line is not None else 0, p.path))
+        raise ConfigError(source, problems)
+    assert config is not None
+    if base_dir is not None:
+        config = _resolve_paths(config, base_dir)
+    return config
+
+
+def _nearest_line(lines: Mapping[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
+    for n in range(len(loc), -1, -1):
+        line = lines.get(tuple(loc[:n]))
+        if line is not None:
+            return line
+    return None
+
+
+def _cross_checks(checks: Sequence[Any], raw: Any, lines: Mapping[tuple[Any, ...], int]) -> list[Problem]:
+    """Rules across sections; they run even when a section failed, so every problem shows."""
+    problems = []
+
+    def add(loc: tuple[Any, ...], message: str) -> None:
+        problems.append(Problem(_fmt_path(loc), _nearest_line(lines, loc), message))
+
+    raw_systems = raw.get("systems") if isinstance(raw.get("systems"), list) else []
+    site = raw.get("site") if isinstance(raw.get("site"), dict) else {}
+    campuses = site.get("campuses") if isinstance(site.get("campuses"), list) else []
+    names: list[str] = []
+    for i, s in enumerate(raw_systems):
+        if not isinstance(s, dict):
+            continue
+        name = str(s.get("name"))
+        if name in names:
+            add(("systems", i, "name"), f"duplicate system {name!r}")
+        names.append(name)
+        if s.get("campus") and campuses and s["campus"] not in campuses:
+            add(("systems", i, "campus"), f"campus {s['campus']!r} is not listed in site.campuses")
+    raw_checks = raw.get("checks") if isinstance(raw.get("checks"), list) else []
+    seen: dict[str, int] = {}
+    for i, rc in enumerate(raw_checks):
+        if not isinstance(rc, dict):
+            continue
+        name = rc.get("name")
+        if isinstance(name, str):
+            if name in seen:
+                add(("checks", i, "name"), f"duplicate check name {name!r} (first at checks[{seen[name]}])")
+            else:
+                seen[name] = i
+        system = rc.get("system")
+        if system is not None and str(system) not in names:
+            close = difflib.get_close_matches(str(system), names, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            add(("checks", i, "system"), f"system {system!r} is not defined under systems{hint}")
+    del checks
+    return problems
+
+
+def _resolve_paths(config: Config, base: Path) -> Config:
+    def fix(p: Path) -> Path:
+        return p if p.is_absolute() else (base / p)
+
+    return config.model_copy(
+        update={
+            "storage": config.storage.model_copy(update={"path": fix(config.storage.path)}),
+            "reports": config.reports.model_copy(update={"output_dir": fix(config.reports.output_dir)}),
+            "agent": config.agent.model_copy(
+                update={"log_file": fix(config.agent.log_file) if config.agent.log_file else None}
+            ),
+        }
+    )
+
+
+def load(path: str | Path) -> Config:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(p), [Problem("", None, f"cannot read the file: {exc.strerror}")]) from None
+    except UnicodeDecodeError:
+        raise ConfigError(str(p), [Problem("", None, "the file is not UTF-8 text")]) from None
+    # Relative paths in the file are taken from the working directory the agent starts in
+    # (systemd's WorkingDirectory=), and fixed now so later code never depends on the cwd.
+    return parse(text, str(p), base_dir=Path.cwd())

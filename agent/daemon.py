@@ -1,0 +1,270 @@
+"""The unattended agent: APScheduler drives the checks, the runner probes, the recorder stores.
+
+APScheduler is used only as a clock. Check jobs merely hand a run to the runner and return at
+once, so its executor threads are never held by a probe and its misfire rules (checked when a
+job starts) cannot drop runs behind busy threads. Reports and housekeeping run on their own
+executor; reports are rendered in a child process so a year-long report cannot bloat or stall
+the monitoring process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from agent import __version__
+from agent.checks import build_specs
+from agent.config import Config
+from agent.health import HealthServer
+from agent.recorder import Recorder
+from agent.runner import CheckSpec, ProbeRunner
+from agent.store import Store, acquire_lock
+from probes.base import CheckResult, History, Status
+
+log = logging.getLogger("sentinel.daemon")
+
+HISTORY_DAYS = 14
+PRUNE_EVERY_S = 3600
+
+
+class Daemon:
+    def __init__(self, config: Config, config_path: Path, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.clock = clock
+        self._lock_fd = acquire_lock(config.storage.path)
+        self.store = Store(config.storage.path)
+        self._reader = Store(config.storage.path)
+        self._reader_lock = threading.Lock()
+        now_ms = self._now_ms()
+        checks = [c for c in config.checks if c.enabled]
+        self.store.sync_checks(((c.name, c.kind, c.system) for c in checks), now_ms)
+        self.run_id = self.store.begin_run(now_ms, os.getpid(), socket.gethostname(), __version__)
+        self.specs: dict[str, CheckSpec] = {s.name: s for s in build_specs(checks)}
+        self.recorder = Recorder(
+            self.store, self.run_id, {c.name: c.confirmations for c in checks}, self.store.load_states()
+        )
+        self.runner = ProbeRunner(self.recorder.put, config.agent.workers, self._history, clock)
+        self.scheduler = BlockingScheduler(
+            timezone=config.site.tz,
+            executors={
+                "checks": ThreadPoolExecutor(4),
+                "background": ThreadPoolExecutor(2),
+            },
+            job_defaults={"coalesce": True, "max_instances": 1},
+        )
+        self._stop_requested = threading.Event()
+        self.health: HealthServer | None = None
+        if config.agent.listen:
+            self.health = HealthServer(config.agent.listen, self.health_snapshot)
+
+    def health_snapshot(self) -> dict[str, Any]:
+        backlog = self.recorder.backlog
+        healthy = self.scheduler.running and self.recorder.alive and backlog < 10_000
+        return {
+            "status": "UP" if healthy else "DOWN",
+            "run_id": self.run_id,
+            "checks": len(self.specs),
+            "probe_threads": self.runner.thread_count,
+            "busy_checks": len(self.runner.busy_checks()),
+            "results_written": self.recorder.written,
+            "recorder_backlog": backlog,
+            "write_failures": self.recorder.failures,
+        }
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def _history(self, check: str, patterns: Sequence[str]) -> History:
+        since = self._now_ms() - HISTORY_DAYS * 86_400_000
+        with self._reader_lock:
+            return self._reader.metric_history(check, patterns, since)
+
+    # ------------------------------------------------------------------ scheduling
+
+    def schedule(self) -> None:
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        checks = [c for c in self.config.checks if c.name in self.specs]
+        # Spread the first runs evenly over each check's interval so the load is flat
+        # instead of every check firing in the same second after a start.
+        for i, check in enumerate(checks):
+            offset = check.interval * i / max(len(checks), 1)
+            self.scheduler.add_job(
+                self.runner.submit,
+                IntervalTrigger(seconds=check.interval, timezone=UTC),
+                args=[self.specs[check.name]],
+                id=f"check:{check.name}",
+                name=check.name,
+                executor="checks",
+                next_run_time=now + timedelta(seconds=min(offset, 30.0) + 0.5),
+                misfire_grace_time=max(1, int(check.interval / 2)),
+            )
+        self.scheduler.add_job(
+            self._heartbeat,
+            IntervalTrigger(seconds=self.config.agent.heartbeat, timezone=UTC),
+            id="heartbeat",
+            executor="background",
+            misfire_grace_time=None,
+        )
+        self.scheduler.add_job(
+            self._housekeeping,
+            IntervalTrigger(seconds=PRUNE_EVERY_S, timezone=UTC),
+            id="housekeeping",
+            executor="background",
+            next_run_time=now + timedelta(seconds=60),
+            misfire_grace_time=None,
+        )
+        at = self.config.reports.daily_at
+        self.scheduler.add_job(
+            self._daily_report,
+            CronTrigger(hour=at.hour, minute=at.minute, timezone=self.config.site.tz),
+            id="report:daily",
+            executor="background",
+            misfire_grace_time=3600,
+        )
+        self.scheduler.add_listener(
+            self._on_event, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_ERROR
+        )
+
+    def _on_event(self, event: JobExecutionEvent) -> None:
+        job_id = getattr(event, "job_id", "")
+        if not job_id.startswith("check:"):
+            if event.code == EVENT_JOB_ERROR:
+                log.error("job %s failed: %s", job_id, getattr(event, "exception", None))
+            return
+        name = job_id[len("check:") :]
+        if event.code == EVENT_JOB_MISSED:
+            when = getattr(event, "scheduled_run_time", None)
+            summary = f"run missed by the scheduler (due {when:%H:%M:%S} UTC; agent paused or overloaded)"
+        elif event.code == EVENT_JOB_MAX_INSTANCES:
+            summary = "run skipped by the scheduler: previous submission still in progress"
+        else:
+            summary = f"scheduler error: {getattr(event, 'exception', '')}"
+        # Silence would read as "nothing happened"; a recorded UNKNOWN shows the hole.
+        log.warning("check %s: %s", name, summary)
+        self.recorder.put(
+            name, CheckResult(Status.UNKNOWN, summary, started_at=datetime.fromtimestamp(self.clock(), UTC))
+        )
+
+    def _heartbeat(self) -> None:
+        self.store_heartbeat()
+
+    def store_heartbeat(self) -> None:
+        with self._reader_lock:
+            # The reader connection is idle between history reads; borrowing it keeps the
+            # heartbeat from queueing behind a large result batch on the writer connection.
+            self._reader.heartbeat(self.run_id, self._now_ms())
+
+    def _housekeeping(self) -> None:
+        cutoff = self._now_ms() - int(self.config.storage.raw_retention * 1000)
+        total = 0
+        with self._reader_lock:
+            for _ in range(200):  # bounded: at most 1 M rows per pass, the rest next hour
+                n = self._reader.prune_results(cutoff)
+                total += n
+                if n == 0:
+                    break
+        if total:
+            log.info("pruned %d raw results older than the retention", total)
+
+    def _daily_report(self, day: str | None = None) -> None:
+        tz = self.config.site.tz
+        if day is None:
+            day = (datetime.fromtimestamp(self.clock(), tz).date() - timedelta(days=1)).isoformat()
+        cmd = [
+            sys.executable,
+            "-m",
+            "agent",
+            "--config",
+            str(self.config_path),
+            "report",
+            "daily",
+            "--date",
+            day,
+        ]
+        log.info("writing the daily report for %s", day)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False)
+        except subprocess.TimeoutExpired:
+            log.error("daily report for %s did not finish within 30 min", day)
+            return
+        if proc.returncode != 0:
+            log.error("daily report for %s failed: %s", day, (proc.stderr or proc.stdout).strip()[-500:])
+        else:
+            log.info("daily report for %s written: %s", day, proc.stdout.strip())
+
+    def _catch_up_reports(self) -> None:
+        """A daily report missed while the agent was down is written at the next start."""
+        tz = self.config.site.tz
+        now = datetime.fromtimestamp(self.clock(), tz)
+        day = now.date() - timedelta(days=1)
+        due = datetime.combine(now.date(), self.config.reports.daily_at, tzinfo=tz)
+        first_run = self.store.runs()[0].started_ts if self.store.runs() else self._now_ms()
+        if now >= due and not self.store.report_done("daily", day.isoformat()):
+            # Only if the agent was already monitoring during that day.
+            start_of_day = datetime.combine(day, datetime.min.time(), tzinfo=tz).timestamp() * 1000
+            if first_run < start_of_day + 86_400_000:
+                self.scheduler.add_job(
+                    self._daily_report,
+                    args=[day.isoformat()],
+                    id="report:catch-up",
+                    executor="background",
+                    next_run_time=now + timedelta(seconds=30),
+                )
+
+    # ------------------------------------------------------------------ life cycle
+
+    def run(self) -> int:
+        self.recorder.start()
+        if self.health is not None:
+            self.health.start()
+        self.schedule()
+        self._catch_up_reports()
+
+        def stop(signum: int, _frame: Any) -> None:
+            log.info("received %s, stopping", signal.Signals(signum).name)
+            self._stop_requested.set()
+            # shutdown(wait=False): a hung job must not hold the stop (APScheduler would
+            # otherwise wait forever); check jobs never hold a thread anyway.
+            self.scheduler.shutdown(wait=False)
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        log.info(
+            "agent started: %d checks, store %s, run %d, pid %d",
+            len(self.specs),
+            self.config.storage.path,
+            self.run_id,
+            os.getpid(),
+        )
+        try:
+            self.scheduler.start()
+        finally:
+            self.shutdown()
+        return 0
+
+    def shutdown(self) -> None:
+        if self.health is not None:
+            self.health.stop()
+        self.runner.stop()
+        self.recorder.stop(timeout=5.0)
+        self.store.end_run(self.run_id, self._now_ms())
+        log.info("agent stopped cleanly (run %d)", self.run_id)
+        self.store.close()
+        self._reader.close()

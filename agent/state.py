@@ -1,0 +1,70 @@
+"""Per-check state machine: samples in, confirmed state changes (as intervals) out.
+
+Pure logic, no I/O. A new state is confirmed after `confirmations` consecutive samples that
+differ from the current one; the interval it opens starts at the *first* of those samples,
+so an outage begins when it began, not when retries finished. Samples that fall back to the
+confirmed state before confirmation are absorbed (a blip), which is what confirmations are for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from probes.base import Status
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """Close the open interval (if any) at `at_ms` and open `(state, at_ms)`."""
+
+    state: Status
+    at_ms: int
+    previous: Status | None
+    summary: str
+
+
+@dataclass(slots=True)
+class CheckState:
+    hard: Status | None = None
+    """Confirmed state; None before the first sample."""
+    interval_open: bool = False
+    """False after a restart or gap: the next sample opens an interval directly."""
+    pending: list[tuple[int, int, str]] = field(default_factory=list)
+    """Samples (ts_ms, status, summary) differing from `hard`, oldest first."""
+    last_ts: int = 0
+    last_status: Status | None = None
+
+    def observe(self, ts_ms: int, status: Status, summary: str, confirmations: int) -> list[Change]:
+        self.last_ts = ts_ms
+        self.last_status = status
+        if not self.interval_open:
+            # First sample ever, or first after the agent was down: the gap before it is
+            # unknown anyway, so the sample's own state starts the interval at once.
+            previous = self.hard
+            self.hard = status
+            self.pending.clear()
+            self.interval_open = True
+            return [Change(status, ts_ms, previous, summary)]
+        if status == self.hard:
+            self.pending.clear()
+            return []
+        self.pending.append((ts_ms, int(status), summary))
+        if len(self.pending) < confirmations:
+            return []
+        # Confirmed: replay the pending samples as intervals, one per run of equal status,
+        # so a CRIT/UNKNOWN mix is recorded as it happened.
+        changes: list[Change] = []
+        previous = self.hard
+        for ts, st, text in self.pending:
+            s = Status(st)
+            if s != previous:
+                changes.append(Change(s, ts, previous, text))
+                previous = s
+        self.hard = previous
+        self.pending.clear()
+        return changes
+
+    def gap(self) -> None:
+        """The agent stopped observing: the open interval was closed by the store."""
+        self.interval_open = False
+        self.pending.clear()

@@ -1,0 +1,594 @@
+"""SQLite store: raw results, state intervals, agent runs, hourly roll-ups. One file, WAL.
+
+One `Store` object owns one connection and is used from one thread; the daemon writes from a
+single recorder thread and every reader (CLI, reports) opens its own. All times are UTC epoch
+milliseconds. Each batch of results and the interval changes it causes commit in one
+transaction, so a kill -9 at any moment leaves either all of a batch or none of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.state import Change, CheckState
+from probes.base import CheckResult, Metric, Status
+
+SCHEMA_VERSION = 1
+
+_MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE checks(
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        system TEXT,
+        first_seen INTEGER NOT NULL
+    );
+    CREATE TABLE agent_runs(
+        id INTEGER PRIMARY KEY,
+        started_ts INTEGER NOT NULL,
+        heartbeat_ts INTEGER NOT NULL,
+        stopped_ts INTEGER,
+        clean INTEGER NOT NULL DEFAULT 0,
+        pid INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        version TEXT NOT NULL
+    );
+    CREATE TABLE results(
+        id INTEGER PRIMARY KEY,
+        check_id INTEGER NOT NULL REFERENCES checks(id),
+        ts INTEGER NOT NULL,
+        status INTEGER NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        summary TEXT NOT NULL,
+        metrics TEXT,
+        details TEXT,
+        run_id INTEGER REFERENCES agent_runs(id)
+    );
+    CREATE INDEX results_check_ts ON results(check_id, ts);
+    CREATE INDEX results_ts ON results(ts);
+    CREATE TABLE intervals(
+        id INTEGER PRIMARY KEY,
+        check_id INTEGER NOT NULL REFERENCES checks(id),
+        state INTEGER NOT NULL,
+        start_ts INTEGER NOT NULL,
+        end_ts INTEGER,
+        summary TEXT NOT NULL,
+        run_id INTEGER REFERENCES agent_runs(id)
+    );
+    CREATE INDEX intervals_check_start ON intervals(check_id, start_ts);
+    CREATE INDEX intervals_open ON intervals(check_id) WHERE end_ts IS NULL;
+    CREATE TABLE check_state(
+        check_id INTEGER PRIMARY KEY REFERENCES checks(id),
+        hard INTEGER,
+        pending TEXT NOT NULL,
+        last_ts INTEGER NOT NULL,
+        last_status INTEGER,
+        last_summary TEXT
+    );
+    CREATE TABLE rollups(
+        check_id INTEGER NOT NULL,
+        metric TEXT NOT NULL,
+        hour_ts INTEGER NOT NULL,
+        n INTEGER NOT NULL,
+        vmin REAL NOT NULL,
+        vmax REAL NOT NULL,
+        vsum REAL NOT NULL,
+        vlast REAL NOT NULL,
+        unit TEXT NOT NULL,
+        PRIMARY KEY(check_id, metric, hour_ts)
+    ) WITHOUT ROWID;
+    CREATE TABLE report_runs(
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        period TEXT NOT NULL,
+        generated_ts INTEGER NOT NULL,
+        path TEXT NOT NULL,
+        UNIQUE(kind, period)
+    );
+    """,
+}
+
+HOUR_MS = 3_600_000
+
+
+class StoreLocked(RuntimeError):
+    """Another agent holds the store."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResult:
+    check: str
+    ts: int
+    status: Status
+    duration_ms: int
+    summary: str
+    metrics: tuple[Metric, ...]
+    details: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    check: str
+    state: Status
+    start_ts: int
+    end_ts: int | None
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRun:
+    id: int
+    started_ts: int
+    heartbeat_ts: int
+    stopped_ts: int | None
+    clean: bool
+    pid: int
+    host: str
+    version: str
+
+    @property
+    def end_ts(self) -> int:
+        """When the run is last known to have been alive."""
+        return self.stopped_ts if self.stopped_ts is not None else self.heartbeat_ts
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentState:
+    check: str
+    kind: str
+    system: str | None
+    hard: Status | None
+    since_ts: int | None
+    last_ts: int | None
+    last_status: Status | None
+    last_summary: str | None
+
+
+def _metrics_json(metrics: Sequence[Metric]) -> str | None:
+    if not metrics:
+        return None
+    return json.dumps([[m.name, m.value, m.unit] for m in metrics], ensure_ascii=False, separators=(",", ":"))
+
+
+def _metrics_load(text: str | None) -> tuple[Metric, ...]:
+    if not text:
+        return ()
+    return tuple(Metric(n, float(v), u) for n, v, u in json.loads(text))
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, set | frozenset | tuple):
+        return list(o)
+    return str(o)
+
+
+class Store:
+    def __init__(self, path: str | Path, readonly: bool = False) -> None:
+        self.path = Path(path)
+        if readonly:
+            if not self.path.exists():
+                raise FileNotFoundError(f"no store at {self.path}: has the agent run yet?")
+            uri = f"file:{self.path}?mode=ro"
+            self.db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+            # WAL + NORMAL: a process crash (kill -9) loses nothing committed; only a power
+            # loss can drop the last transactions, and it never corrupts the file.
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.execute("PRAGMA busy_timeout=10000")
+        self._check_ids: dict[str, int] = {}
+        if not readonly:
+            self._migrate()
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # ---------------------------------------------------------------- schema
+
+    def _migrate(self) -> None:
+        with self.tx() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            current = int(row[0]) if row else 0
+            if current > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"store {self.path} has schema {current}, newer than this agent ({SCHEMA_VERSION}); "
+                    "upgrade the agent"
+                )
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                for stmt in _MIGRATIONS[version].split(";"):
+                    if stmt.strip():
+                        db.execute(stmt)
+                db.execute(
+                    "INSERT INTO meta(key, value) VALUES('schema_version', ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                    (str(version),),
+                )
+
+    def schema_version(self) -> int:
+        row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    # ---------------------------------------------------------------- checks
+
+    def sync_checks(self, checks: Iterable[tuple[str, str, str | None]], now_ms: int) -> None:
+        """Register (name, kind, system) of configured checks; removed ones keep their history."""
+        with self.tx() as db:
+            for name, kind, system in checks:
+                db.execute(
+                    "INSERT INTO checks(name, kind, system, first_seen) VALUES(?,?,?,?) "
+                    "ON CONFLICT(name) DO UPDATE SET kind=excluded.kind, system=excluded.system",
+                    (name, kind, system, now_ms),
+                )
+        self._check_ids = dict(self.db.execute("SELECT name, id FROM checks"))
+
+    def check_id(self, name: str) -> int:
+        cid = self._check_ids.get(name)
+        if cid is None:
+            row = self.db.execute("SELECT id FROM checks WHERE name=?", (name,)).fetchone()
+            if row is None:
+                raise KeyError(f"unknown check {name!r}")
+            cid = self._check_ids[name] = int(row[0])
+        return cid
+
+    def check_names(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT name FROM checks ORDER BY name")]
+
+    # ---------------------------------------------------------------- agent runs
+
+    def begin_run(self, now_ms: int, pid: int, host: str, version: str) -> int:
+        """Start a run; close what an earlier run left open at the moment it was last alive."""
+        with self.tx() as db:
+            for run in self._runs(db, "WHERE stopped_ts IS NULL"):
+                last_result = db.execute("SELECT max(ts) FROM results WHERE run_id=?", (run.id,)).fetchone()[
+                    0
+                ]
+                end = max(run.heartbeat_ts, last_result or 0)
+                db.execute("UPDATE agent_runs SET stopped_ts=?, clean=0 WHERE id=?", (end, run.id))
+                db.execute(
+                    "UPDATE intervals SET end_ts=max(start_ts, ?) WHERE end_ts IS NULL AND run_id=?",
+                    (end, run.id),
+                )
+            # Intervals of runs that stopped cleanly are closed already; anything still open
+            # here belongs to a run whose row was lost and is closed at its own start.
+            db.execute("UPDATE intervals SET end_ts=start_ts WHERE end_ts IS NULL")
+            cur = db.execute(
+                "INSERT INTO agent_runs(started_ts, heartbeat_ts, pid, host, version) VALUES(?,?,?,?,?)",
+                (now_ms, now_ms, pid, host, version),
+            )
+            return int(cur.lastrowid or 0)
+
+    def heartbeat(self, run_id: int, now_ms: int) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE agent_runs SET heartbeat_ts=? WHERE id=?", (now_ms, run_id))
+
+    def end_run(self, run_id: int, now_ms: int) -> None:
+        with self.tx() as db:
+            db.execute(
+                "UPDATE agent_runs SET stopped_ts=?, heartbeat_ts=?, clean=1 WHERE id=?",
+                (now_ms, now_ms, run_id),
+            )
+            db.execute("UPDATE intervals SET end_ts=max(start_ts, ?) WHERE end_ts IS NULL", (now_ms,))
+
+    @staticmethod
+    def _runs(db: sqlite3.Connection, where: str = "", args: Sequence[Any] = ()) -> list[AgentRun]:
+        rows = db.execute(
+            "SELECT id, started_ts, heartbeat_ts, stopped_ts, clean, pid, host, version FROM agent_runs "
+            f"{where} ORDER BY started_ts",
+            args,
+        ).fetchall()
+        return [AgentRun(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7]) for r in rows]
+
+    def runs(self, start_ms: int | None = None, end_ms: int | None = None) -> list[AgentRun]:
+        if start_ms is None or end_ms is None:
+            return self._runs(self.db)
+        return self._runs(
+            self.db,
+            "WHERE started_ts < ? AND coalesce(stopped_ts, heartbeat_ts) > ?",
+            (end_ms, start_ms),
+        )
+
+    def agent_gaps(self, start_ms: int, end_ms: int, now_ms: int) -> list[tuple[int, int]]:
+        """Spans within [start, end) when no agent run was alive (the agent was not running).
+
+        A run still going (no stop recorded) counts as alive up to `now_ms`; the time before the
+        first run ever is not a gap (there was nothing to monitor yet).
+        """
+        runs = self._runs(self.db)
+        if not runs:
+            return []
+        spans = []
+        for i, r in enumerate(runs):
+            alive_to = r.stopped_ts
+            if alive_to is None:
+                is_last = i == len(runs) - 1
+                alive_to = now_ms if is_last else r.heartbeat_ts
+            spans.append((r.started_ts, alive_to))
+        gaps = []
+        cursor = max(start_ms, runs[0].started_ts)
+        for s, e in spans:
+            if s > cursor:
+                gaps.append((cursor, min(s, end_ms)))
+            cursor = max(cursor, e)
+            if cursor >= end_ms:
+                break
+        if cursor < min(end_ms, now_ms):
+            gaps.append((cursor, min(end_ms, now_ms)))
+        return [(s, e) for s, e in gaps if e > s and s < end_ms and e > start_ms]
+
+    # ---------------------------------------------------------------- state
+
+    def load_states(self) -> dict[str, CheckState]:
+        """The state machines as the last run left them; intervals are closed, so each will
+        open a fresh interval at its next sample."""
+        out: dict[str, CheckState] = {}
+        rows = self.db.execute(
+            "SELECT c.name, s.hard, s.pending, s.last_ts, s.last_status FROM check_state s "
+            "JOIN checks c ON c.id = s.check_id"
+        )
+        for name, hard, pending, last_ts, last_status in rows:
+            out[name] = CheckState(
+                hard=Status(hard) if hard is not None else None,
+                interval_open=False,
+                pending=[],
+                last_ts=last_ts,
+                last_status=Status(last_status) if last_status is not None else None,
+            )
+            del pending  # pending samples do not survive a gap: their run was interrupted
+        return out
+
+    def write_batch(
+        self,
+        run_id: int | None,
+        batch: Sequence[tuple[str, CheckResult, Sequence[Change], CheckState]],
+    ) -> None:
+        """Results, their interval changes, the new state and roll-ups, in one transaction."""
+        with self.tx() as db:
+            for name, result, changes, state in batch:
+                cid = self.check_id(name)
+                ts = int(result.started_at.timestamp() * 1000)
+                details = (
+                    json.dumps(dict(result.details), ensure_ascii=False, default=_json_default)
+                    if result.details
+                    else None
+                )
+                db.execute(
+                    "INSERT INTO results(check_id, ts, status, duration_ms, summary, metrics, details, "
+                    "run_id) "
+                    "VALUES(?,?,?,?,?,?,?,?)",
+                    (
+                        cid,
+                        ts,
+                        int(result.status),
+                        int(result.duration_s * 1000),
+                        result.summary,
+                        _metrics_json(result.metrics),
+                        details,
+                        run_id,
+                    ),
+                )
+                for ch in changes:
+                    db.execute(
+                        "UPDATE intervals SET end_ts=max(start_ts, ?) WHERE check_id=? AND end_ts IS NULL",
+                        (ch.at_ms, cid),
+                    )
+                    db.execute(
+                        "INSERT INTO intervals(check_id, state, start_ts, summary, run_id) VALUES(?,?,?,?,?)",
+                        (cid, int(ch.state), ch.at_ms, ch.summary, run_id),
+                    )
+                db.execute(
+                    "INSERT INTO check_state(check_id, hard, pending, last_ts, last_status, last_summary) "
+                    "VALUES(?,?,?,?,?,?) ON CONFLICT(check_id) DO UPDATE SET hard=excluded.hard, "
+                    "pending=excluded.pending, last_ts=excluded.last_ts, last_status=excluded.last_status, "
+                    "last_summary=excluded.last_summary",
+                    (
+                        cid,
+                        None if state.hard is None else int(state.hard),
+                        json.dumps(state.pending, ensure_ascii=False),
+                        ts,
+                        int(result.status),
+                        result.summary,
+                    ),
+                )
+                if result.metrics and result.status is not Status.UNKNOWN:
+                    hour = ts - ts % HOUR_MS
+                    db.executemany(
+                        "INSERT INTO rollups(check_id, metric, hour_ts, n, vmin, vmax, vsum, vlast, unit) "
+                        "VALUES(?,?,?,1,?,?,?,?,?) ON CONFLICT(check_id, metric, hour_ts) DO UPDATE SET "
+                        "n=n+1, vmin=min(vmin, excluded.vmin), vmax=max(vmax, excluded.vmax), "
+                        "vsum=vsum+excluded.vsum, vlast=excluded.vlast",
+                        [
+                            (cid, m.name, hour, m.value, m.value, m.value, m.value, m.unit)
+                            for m in result.metrics
+                        ],
+                    )
+
+    # ---------------------------------------------------------------- reading
+
+    def results(
+        self, check: str | None = None, start_ms: int | None = None, end_ms: int | None = None
+    ) -> list[StoredResult]:
+        where, args = [], []
+        if check is not None:
+            where.append("c.name=?")
+            args.append(check)
+        if start_ms is not None:
+            where.append("r.ts>=?")
+            args.append(start_ms)
+        if end_ms is not None:
+            where.append("r.ts<?")
+            args.append(end_ms)
+        sql = (
+            "SELECT c.name, r.ts, r.status, r.duration_ms, r.summary, r.metrics, r.details "
+            "FROM results r JOIN checks c ON c.id=r.check_id"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY r.ts, r.id"
+        )
+        return [
+            StoredResult(n, ts, Status(st), d, s, _metrics_load(m), json.loads(det) if det else None)
+            for n, ts, st, d, s, m, det in self.db.execute(sql, args)
+        ]
+
+    def intervals(self, start_ms: int, end_ms: int, check: str | None = None) -> list[Interval]:
+        """Intervals overlapping [start, end), open ones with end None."""
+        sql = (
+            "SELECT c.name, i.state, i.start_ts, i.end_ts, i.summary FROM intervals i "
+            "JOIN checks c ON c.id=i.check_id WHERE i.start_ts < ? AND (i.end_ts IS NULL OR i.end_ts > ?)"
+        )
+        args: list[Any] = [end_ms, start_ms]
+        if check is not None:
+            sql += " AND c.name=?"
+            args.append(check)
+        sql += " ORDER BY c.name, i.start_ts, i.id"
+        return [Interval(n, Status(s), a, b, t) for n, s, a, b, t in self.db.execute(sql, args)]
+
+    def current(self) -> list[CurrentState]:
+        rows = self.db.execute(
+            "SELECT c.name, c.kind, c.system, s.hard, s.last_ts, s.last_status, s.last_summary, "
+            "(SELECT max(start_ts) FROM intervals i WHERE i.check_id=c.id) "
+            "FROM checks c LEFT JOIN check_state s ON s.check_id=c.id ORDER BY c.name"
+        )
+        return [
+            CurrentState(
+                name,
+                kind,
+                system,
+                Status(hard) if hard is not None else None,
+                since,
+                last_ts,
+                Status(ls) if ls is not None else None,
+                summ,
+            )
+            for name, kind, system, hard, last_ts, ls, summ, since in rows
+        ]
+
+    def latest_result(self, check: str) -> StoredResult | None:
+        row = self.db.execute(
+            "SELECT c.name, r.ts, r.status, r.duration_ms, r.summary, r.metrics, r.details FROM results r "
+            "JOIN checks c ON c.id=r.check_id WHERE c.name=? ORDER BY r.ts DESC, r.id DESC LIMIT 1",
+            (check,),
+        ).fetchone()
+        if row is None:
+            return None
+        n, ts, st, d, s, m, det = row
+        return StoredResult(n, ts, Status(st), d, s, _metrics_load(m), json.loads(det) if det else None)
+
+    def metric_history(
+        self, check: str, patterns: Sequence[str], since_ms: int
+    ) -> dict[str, list[tuple[float, float]]]:
+        """Hourly last values of metrics matching GLOB patterns: name -> [(epoch s, value)]."""
+        cid = self.check_id(check)
+        out: dict[str, list[tuple[float, float]]] = {}
+        for pattern in patterns:
+            for metric, hour, last in self.db.execute(
+                "SELECT metric, hour_ts, vlast FROM rollups "
+                "WHERE check_id=? AND metric GLOB ? AND hour_ts>=? "
+                "ORDER BY metric, hour_ts",
+                (cid, pattern, since_ms),
+            ):
+                out.setdefault(metric, []).append((hour / 1000.0, float(last)))
+        return out
+
+    def rollups(
+        self, check: str, metric: str, start_ms: int, end_ms: int
+    ) -> list[tuple[int, int, float, float, float]]:
+        """(hour_ts, n, min, max, avg) for one metric."""
+        cid = self.check_id(check)
+        return [
+            (h, n, lo, hi, s / n)
+            for h, n, lo, hi, s in self.db.execute(
+                "SELECT hour_ts, n, vmin, vmax, vsum FROM rollups WHERE check_id=? AND metric=? "
+                "AND hour_ts>=? AND hour_ts<? ORDER BY hour_ts",
+                (cid, metric, start_ms, end_ms),
+            )
+        ]
+
+    # ---------------------------------------------------------------- housekeeping
+
+    def prune_results(self, older_than_ms: int, limit: int = 5000) -> int:
+        """Delete at most `limit` raw results older than the cut-off; roll-ups and intervals stay.
+
+        Small batches keep each write transaction short so the recorder is never blocked long.
+        """
+        with self.tx() as db:
+            cur = db.execute(
+                "DELETE FROM results WHERE id IN (SELECT id FROM results WHERE ts < ? ORDER BY ts LIMIT ?)",
+                (older_than_ms, limit),
+            )
+            return cur.rowcount
+
+    def record_report(self, kind: str, period: str, generated_ms: int, path: str) -> None:
+        with self.tx() as db:
+            db.execute(
+                "INSERT INTO report_runs(kind, period, generated_ts, path) VALUES(?,?,?,?) "
+                "ON CONFLICT(kind, period) DO UPDATE SET generated_ts=excluded.generated_ts, "
+                "path=excluded.path",
+                (kind, period, generated_ms, path),
+            )
+
+    def report_done(self, kind: str, period: str) -> bool:
+        row = self.db.execute(
+            "SELECT 1 FROM report_runs WHERE kind=? AND period=?", (kind, period)
+        ).fetchone()
+        return row is not None
+
+    def integrity_check(self) -> str:
+        return str(self.db.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def acquire_lock(store_path: Path) -> int:
+    """An exclusive advisory lock next to the store; held until the process exits.
+
+    The kernel drops the lock when the process dies (even by kill -9), so no stale lock
+    needs cleaning up after a crash.
+    """
+    lock_path = store_path.with_name(store_path.name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        _lock_fd(fd)
+    except OSError:
+        os.close(fd)
+        holder = ""
+        try:
+            holder = lock_path.read_text().strip()
+        except OSError:
+            pass
+        raise StoreLocked(
+            f"another agent is already using {store_path}" + (f" (pid {holder})" if holder else "")
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
+def _lock_fd(fd: int) -> None:
+    if os.name == "nt":
+        import msvcrt
+
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+    else:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
