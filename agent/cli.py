@@ -103,9 +103,10 @@ def _cmd_config(config: Any, args: argparse.Namespace) -> int:
 
 def _cmd_run(config: Any, args: argparse.Namespace) -> int:
     from agent import logs
-    from agent.daemon import Daemon
+    from agent.daemon import Daemon, limit_malloc_arenas
     from agent.store import StoreLocked
 
+    limit_malloc_arenas()
     logs.setup(config.agent.log_level, config.agent.log_file, config.agent.log_json)
     try:
         daemon = Daemon(config, Path(args.config).resolve())

@@ -63,6 +63,10 @@ class Recorder:
     def stop(self, timeout: float = 5.0) -> None:
         """Write everything already queued, then stop."""
         self._queue.put(None)
+        if self._thread.ident is None:
+            # Never started (the agent failed during start-up): write what was queued here.
+            self._loop()
+            return
         self._thread.join(timeout)
 
     def _loop(self) -> None:

@@ -187,6 +187,9 @@ class Store:
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA foreign_keys=ON")
         self.db.execute("PRAGMA busy_timeout=10000")
+        # A small page cache: the agent's writes are appends and its reads are narrow; the
+        # default 2 MB per connection is resident memory the monitor does not need.
+        self.db.execute("PRAGMA cache_size=-512")
         self._check_ids: dict[str, int] = {}
         if not readonly:
             self._migrate()
