@@ -37,7 +37,9 @@ _LEVEL_BY_NAME = {v: k for k, v in FAULT_LEVELS.items()}
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", arbitrary_types_allowed=True, hide_input_in_errors=True
+    )
 
 
 class Site(Model):

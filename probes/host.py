@@ -255,7 +255,7 @@ class Probe:
         parts.append(f"{n} mount{'' if n == 1 else 's'}")
         if disk.measured:
             top = max(disk.measured, key=lambda mp: disk.measured[mp])
-            parts.append(f"max disk {disk.measured[top]:.0f}% ({top})")
+            parts.append(f"max disk {round(disk.measured[top], 2):.0f}% ({top})")
         if uptime_note:
             parts.append(uptime_note)
         summary = ", ".join(parts)

@@ -17,6 +17,8 @@ from probes.thresholds import Threshold
 # `Probe` (constructed with its settings, `run(ctx) -> CheckResult`) and
 # `DEFAULT_THRESHOLDS` (metric pattern -> Threshold), and optionally `HISTORY_METRICS`
 # (GLOB patterns of metrics whose stored history the agent passes in ctx.history).
+# A check's model is `CheckCommon` + the kind's `Settings`, so settings fields and validators
+# must not reuse CheckCommon's names (name, system, interval, timeout, thresholds, ...).
 # The configuration imports every module for its `Settings`, so a module must import
 # heavy drivers (oracledb, paramiko, ...) inside the probe, not at module level.
 KINDS: Mapping[str, str] = {

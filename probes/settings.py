@@ -120,4 +120,7 @@ SecretRef = Annotated[
 class ProbeSettings(BaseModel):
     """Base of every probe's settings: immutable, unknown keys rejected."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    # hide_input_in_errors: pydantic would otherwise quote an inline secret back in its error.
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", arbitrary_types_allowed=True, hide_input_in_errors=True
+    )

@@ -15,7 +15,6 @@ from agent.config import parse
 from agent.daemon import Daemon
 from agent.store import Store
 from probes.base import Status
-
 from tests.agent_proc import AgentProcess
 from tests.conftest import REPO, free_port, wait_until
 from tests.servers import http_server
