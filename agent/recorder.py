@@ -17,6 +17,9 @@ from probes.base import CheckResult
 log = logging.getLogger("sentinel.recorder")
 
 ChangeListener = Callable[[str, CheckResult, Sequence[Change]], None]
+MaintenanceLookup = Callable[[int, str], "str | None"]
+"""(ts_ms, check) -> name of the maintenance window covering that check then, or None."""
+Item = tuple[str, CheckResult] | Callable[[], None] | None
 
 
 class Recorder:
@@ -28,12 +31,15 @@ class Recorder:
         states: dict[str, CheckState] | None = None,
         batch_window_s: float = 0.25,
         max_batch: int = 500,
+        maintenance: MaintenanceLookup | None = None,
     ) -> None:
         self._store = store
         self._run_id = run_id
         self._confirmations = dict(confirmations)
         self.states: dict[str, CheckState] = states if states is not None else {}
-        self._queue: queue.SimpleQueue[tuple[str, CheckResult] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Item] = queue.SimpleQueue()
+        self._maintenance = maintenance
+        self._result_listeners: list[ChangeListener] = []
         self._window = batch_window_s
         self._max_batch = max_batch
         self._listeners: list[ChangeListener] = []
@@ -45,6 +51,14 @@ class Recorder:
     def on_change(self, listener: ChangeListener) -> None:
         """Called after commit for every result that changed a confirmed state."""
         self._listeners.append(listener)
+
+    def on_result(self, listener: ChangeListener) -> None:
+        """Called after commit for every result, with the changes it caused (maybe none)."""
+        self._result_listeners.append(listener)
+
+    def call(self, fn: Callable[[], None]) -> None:
+        """Run `fn` in the writer thread, between batches (periodic work that writes)."""
+        self._queue.put(fn)
 
     @property
     def backlog(self) -> int:
@@ -74,8 +88,11 @@ class Recorder:
         while not done:
             item = self._queue.get()
             batch: list[tuple[str, CheckResult]] = []
+            calls: list[Callable[[], None]] = []
             if item is None:
                 done = True
+            elif callable(item):
+                calls.append(item)
             else:
                 batch.append(item)
                 deadline = time.monotonic() + self._window
@@ -90,20 +107,27 @@ class Recorder:
                     if nxt is None:
                         done = True
                         break
+                    if callable(nxt):
+                        calls.append(nxt)
+                        continue
                     batch.append(nxt)
             if batch:
                 self._write(batch)
+            for fn in calls:
+                try:
+                    fn()
+                except Exception:
+                    log.exception("periodic task in the writer failed")
         self._stopped.set()
 
     def _write(self, batch: list[tuple[str, CheckResult]]) -> None:
         rows = []
         for name, result in batch:
             state = self.states.setdefault(name, CheckState())
+            ts = int(result.started_at.timestamp() * 1000)
+            window = self._maintenance(ts, name) if self._maintenance is not None else None
             changes = state.observe(
-                int(result.started_at.timestamp() * 1000),
-                result.status,
-                result.summary,
-                self._confirmations.get(name, 1),
+                ts, result.status, result.summary, self._confirmations.get(name, 1), window
             )
             rows.append((name, result, changes, state))
         attempt = 0
@@ -119,6 +143,11 @@ class Recorder:
                     return
         self.written += len(rows)
         for name, result, changes, _ in rows:
+            for listener in self._result_listeners:
+                try:
+                    listener(name, result, changes)
+                except Exception:
+                    log.exception("result listener failed for %s", name)
             if changes:
                 for listener in self._listeners:
                     try:

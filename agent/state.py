@@ -21,6 +21,8 @@ class Change:
     at_ms: int
     previous: Status | None
     summary: str
+    maintenance: str | None = None
+    """Name of the maintenance window the new interval lies in (None: normal operation)."""
 
 
 @dataclass(slots=True)
@@ -33,8 +35,17 @@ class CheckState:
     """Samples (ts_ms, status, summary) differing from `hard`, oldest first."""
     last_ts: int = 0
     last_status: Status | None = None
+    maintenance: str | None = None
+    """Maintenance window of the open interval."""
 
-    def observe(self, ts_ms: int, status: Status, summary: str, confirmations: int) -> list[Change]:
+    def observe(
+        self,
+        ts_ms: int,
+        status: Status,
+        summary: str,
+        confirmations: int,
+        maintenance: str | None = None,
+    ) -> list[Change]:
         self.last_ts = ts_ms
         self.last_status = status
         if not self.interval_open:
@@ -44,25 +55,36 @@ class CheckState:
             self.hard = status
             self.pending.clear()
             self.interval_open = True
-            return [Change(status, ts_ms, previous, summary)]
+            self.maintenance = maintenance
+            return [Change(status, ts_ms, previous, summary, maintenance)]
+        changes: list[Change] = []
+        if maintenance != self.maintenance:
+            # A maintenance window began or ended: split the interval here so the time
+            # inside the window is recorded as maintenance, whatever the state.
+            self.maintenance = maintenance
+            assert self.hard is not None
+            changes.append(Change(self.hard, ts_ms, self.hard, summary, maintenance))
         if status == self.hard:
             self.pending.clear()
-            return []
+            return changes
         self.pending.append((ts_ms, int(status), summary))
         if len(self.pending) < confirmations:
-            return []
+            return changes
         # Confirmed: replay the pending samples as intervals, one per run of equal status,
         # so a CRIT/UNKNOWN mix is recorded as it happened.
-        changes: list[Change] = []
         previous = self.hard
+        replay: list[Change] = []
         for ts, st, text in self.pending:
             s = Status(st)
             if s != previous:
-                changes.append(Change(s, ts, previous, text))
+                replay.append(Change(s, ts, previous, text, maintenance))
                 previous = s
         self.hard = previous
         self.pending.clear()
-        return changes
+        # A split at this sample and a replay starting earlier: the replay wins (it is older).
+        if changes and replay and replay[0].at_ms <= changes[0].at_ms:
+            changes = []
+        return changes + replay
 
     def gap(self) -> None:
         """The agent stopped observing: the open interval was closed by the store."""

@@ -20,7 +20,7 @@ from typing import Any
 from agent.state import Change, CheckState
 from probes.base import CheckResult, Metric, Status
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -94,9 +94,126 @@ _MIGRATIONS: dict[int, str] = {
         UNIQUE(kind, period)
     );
     """,
+    2: """
+    ALTER TABLE intervals ADD COLUMN maintenance TEXT;
+    CREATE TABLE faults(
+        id INTEGER PRIMARY KEY,
+        number TEXT NOT NULL UNIQUE,
+        system TEXT,
+        campus TEXT,
+        level INTEGER NOT NULL,
+        level_initial INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        description TEXT NOT NULL,
+        impact TEXT NOT NULL,
+        start_ts INTEGER NOT NULL,
+        detected_ts INTEGER NOT NULL,
+        respond_deadline_ts INTEGER,
+        restore_deadline_ts INTEGER,
+        calendar_note TEXT,
+        acked_ts INTEGER,
+        acked_by TEXT,
+        recovered_ts INTEGER,
+        closed_ts INTEGER,
+        closed_by TEXT,
+        cause TEXT,
+        measures TEXT,
+        flapping INTEGER NOT NULL DEFAULT 0,
+        maintenance TEXT,
+        response_overdue INTEGER NOT NULL DEFAULT 0,
+        restore_overdue INTEGER NOT NULL DEFAULT 0,
+        warned_response INTEGER NOT NULL DEFAULT 0,
+        warned_restore INTEGER NOT NULL DEFAULT 0,
+        reminders INTEGER NOT NULL DEFAULT 0,
+        last_reminder_ts INTEGER
+    );
+    CREATE INDEX faults_open ON faults(system) WHERE closed_ts IS NULL;
+    CREATE INDEX faults_start ON faults(start_ts);
+    CREATE TABLE fault_checks(
+        fault_id INTEGER NOT NULL REFERENCES faults(id),
+        check_name TEXT NOT NULL,
+        first_failed_ts INTEGER NOT NULL,
+        recovered_ts INTEGER,
+        last_summary TEXT NOT NULL,
+        PRIMARY KEY(fault_id, check_name)
+    );
+    CREATE TABLE fault_events(
+        id INTEGER PRIMARY KEY,
+        fault_id INTEGER NOT NULL REFERENCES faults(id),
+        ts INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX fault_events_fault ON fault_events(fault_id, ts);
+    CREATE TABLE outbox(
+        id INTEGER PRIMARY KEY,
+        created_ts INTEGER NOT NULL,
+        dedup_key TEXT NOT NULL UNIQUE,
+        channel TEXT NOT NULL,
+        event TEXT NOT NULL,
+        fault_id INTEGER REFERENCES faults(id),
+        message TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ts INTEGER NOT NULL,
+        last_error TEXT,
+        delivered_ts INTEGER,
+        receipt TEXT
+    );
+    CREATE INDEX outbox_due ON outbox(next_attempt_ts) WHERE status = 'pending';
+    CREATE TABLE outbox_attempts(
+        id INTEGER PRIMARY KEY,
+        outbox_id INTEGER NOT NULL REFERENCES outbox(id),
+        ts INTEGER NOT NULL,
+        ok INTEGER NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE TABLE maintenance(
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        source TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        created_ts INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        removed_ts INTEGER,
+        removed_by TEXT
+    );
+    CREATE UNIQUE INDEX maintenance_active_name ON maintenance(name) WHERE removed_ts IS NULL;
+    CREATE TABLE maintenance_log(
+        id INTEGER PRIMARY KEY,
+        ts INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        name TEXT NOT NULL,
+        spec TEXT NOT NULL
+    );
+    CREATE TRIGGER maintenance_log_no_update BEFORE UPDATE ON maintenance_log
+        BEGIN SELECT RAISE(ABORT, 'maintenance_log is append-only'); END;
+    CREATE TRIGGER maintenance_log_no_delete BEFORE DELETE ON maintenance_log
+        BEGIN SELECT RAISE(ABORT, 'maintenance_log is append-only'); END;
+    CREATE TRIGGER fault_events_no_update BEFORE UPDATE ON fault_events
+        BEGIN SELECT RAISE(ABORT, 'fault_events is append-only'); END;
+    CREATE TRIGGER fault_events_no_delete BEFORE DELETE ON fault_events
+        BEGIN SELECT RAISE(ABORT, 'fault_events is append-only'); END;
+    """,
 }
 
 HOUR_MS = 3_600_000
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a migration into statements; a trigger body's inner ';' does not end it."""
+    buf = ""
+    for piece in script.split(";"):
+        buf += piece
+        if buf.strip() and sqlite3.complete_statement(buf + ";"):
+            yield buf.strip()
+            buf = ""
+        elif buf.strip():
+            buf += ";"
+    if buf.strip():
+        raise ValueError(f"incomplete statement in migration: {buf[:80]!r}")
 
 
 class StoreLocked(RuntimeError):
@@ -121,6 +238,7 @@ class Interval:
     start_ts: int
     end_ts: int | None
     summary: str
+    maintenance: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,9 +338,8 @@ class Store:
                     "upgrade the agent"
                 )
             for version in range(current + 1, SCHEMA_VERSION + 1):
-                for stmt in _MIGRATIONS[version].split(";"):
-                    if stmt.strip():
-                        db.execute(stmt)
+                for stmt in _statements(_MIGRATIONS[version]):
+                    db.execute(stmt)
                 db.execute(
                     "INSERT INTO meta(key, value) VALUES('schema_version', ?) "
                     "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
@@ -397,8 +514,9 @@ class Store:
                         (ch.at_ms, cid),
                     )
                     db.execute(
-                        "INSERT INTO intervals(check_id, state, start_ts, summary, run_id) VALUES(?,?,?,?,?)",
-                        (cid, int(ch.state), ch.at_ms, ch.summary, run_id),
+                        "INSERT INTO intervals(check_id, state, start_ts, summary, run_id, maintenance) "
+                        "VALUES(?,?,?,?,?,?)",
+                        (cid, int(ch.state), ch.at_ms, ch.summary, run_id, ch.maintenance),
                     )
                 db.execute(
                     "INSERT INTO check_state(check_id, hard, pending, last_ts, last_status, last_summary) "
@@ -456,7 +574,7 @@ class Store:
     def intervals(self, start_ms: int, end_ms: int, check: str | None = None) -> list[Interval]:
         """Intervals overlapping [start, end), open ones with end None."""
         sql = (
-            "SELECT c.name, i.state, i.start_ts, i.end_ts, i.summary FROM intervals i "
+            "SELECT c.name, i.state, i.start_ts, i.end_ts, i.summary, i.maintenance FROM intervals i "
             "JOIN checks c ON c.id=i.check_id WHERE i.start_ts < ? AND (i.end_ts IS NULL OR i.end_ts > ?)"
         )
         args: list[Any] = [end_ms, start_ms]
@@ -464,7 +582,7 @@ class Store:
             sql += " AND c.name=?"
             args.append(check)
         sql += " ORDER BY c.name, i.start_ts, i.id"
-        return [Interval(n, Status(s), a, b, t) for n, s, a, b, t in self.db.execute(sql, args)]
+        return [Interval(n, Status(s), a, b, t, m) for n, s, a, b, t, m in self.db.execute(sql, args)]
 
     def current(self) -> list[CurrentState]:
         rows = self.db.execute(

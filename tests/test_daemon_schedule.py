@@ -132,9 +132,15 @@ def test_example_configuration_end_to_end(tmp_path: Path) -> None:
             if p.returncode != 0:
                 return False
             data = json.loads(p.stdout)
-            return len(data["checks"]) == 3 and all(c["state"] == "OK" for c in data["checks"])
+            states = {c["check"]: c["state"] for c in data["checks"]}
+            # The host check's state depends on how loaded this machine is; it must have one.
+            return (
+                states.get("agent-health") == "OK"
+                and states.get("agent-port") == "OK"
+                and states.get("local-host") in ("OK", "WARN", "CRIT")
+            )
 
-        wait_until(all_ok, 60, "all three example checks OK", step=0.5)
+        wait_until(all_ok, 60, "the example checks to report (endpoints OK)", step=0.5)
         status = json.loads(cli("status", "--json").stdout)
         assert status["agent"]["running"] is True
         assert {c["check"] for c in status["checks"]} == {"local-host", "agent-health", "agent-port"}

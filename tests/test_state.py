@@ -54,3 +54,14 @@ def test_after_gap_first_sample_opens_new_interval_even_in_same_state() -> None:
     s.gap()
     # A different state after a gap is taken at once too: the gap itself is unknown time.
     assert feed(s, [(900, OK)], 3) == [(OK, 900)]
+
+
+def test_maintenance_window_splits_the_interval_whatever_the_state() -> None:
+    s = CheckState()
+    out = []
+    for ts, st, maint in [(0, OK, None), (10, CRIT, "w"), (20, CRIT, "w"), (30, CRIT, "w"), (40, CRIT, None)]:
+        out += [(c.state, c.at_ms, c.maintenance) for c in s.observe(ts, st, "", 3, maint)]
+    # The window starts at 10: the interval splits there at once (still OK, now maintenance);
+    # when CRIT is confirmed at 30 it replaces that interval from 10 (the store closes the
+    # maintenance-OK interval at 10, leaving it empty); at 40 the window is over.
+    assert out == [(OK, 0, None), (OK, 10, "w"), (CRIT, 10, "w"), (CRIT, 40, None)]
