@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--date", type=date.fromisoformat, help="day to report, YYYY-MM-DD (default: yesterday)")
     d.add_argument("--out", type=Path, help="output file (default: <reports.output_dir>/daily-<date>.html)")
+    from agent.cli_ops import add_parsers
+
+    add_parsers(sub)
     return p
 
 
@@ -89,11 +92,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         "status": _cmd_status,
         "config": _cmd_config,
         "report": _cmd_report,
+        "faults": _ops("cmd_faults"),
+        "notifications": _ops("cmd_notifications"),
+        "maintenance": _ops("cmd_maintenance"),
     }[args.command]
     try:
         return handler(config, args)
     except KeyboardInterrupt:
         return 130
+
+
+def _ops(name: str) -> Any:
+    def run(config: Any, args: argparse.Namespace) -> int:
+        from agent import cli_ops
+
+        return int(getattr(cli_ops, name)(config, args))
+
+    return run
 
 
 def _cmd_config(config: Any, args: argparse.Namespace) -> int:
@@ -331,9 +346,8 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
             w += cw
         return out + "…"
 
-    limits = [40, 12, 10, 20, 20, 100][: len(header)]
-    if len(header) == 4:
-        limits = [40, 8, 10, 120]
+    # Every column but the last is clipped to 40 columns; the last one (a summary) to 120.
+    limits = [40] * (len(header) - 1) + [120]
     cells = [[clip(str(c), limits[i]) for i, c in enumerate(r)] for r in rows]
     widths = [max([width(h)] + [width(r[i]) for r in cells]) for i, h in enumerate(header)]
     for r in [header, *cells]:

@@ -19,7 +19,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     create_model,
@@ -27,19 +26,15 @@ from pydantic import (
     model_validator,
 )
 
+from agent.maintenance import WindowSpec
+from agent.model import FAULT_LEVELS, Model
+from agent.notify import ChannelSettings
+from agent.workcal import WorkingHours
 from probes import registry
 from probes.settings import Duration, Secret
 from probes.thresholds import Threshold
 
-FAULT_LEVELS = {1: "一级", 2: "二级", 3: "三级", 4: "四级"}
-FAULT_TYPES = ("核心系统类", "硬件网络类", "数据安全类", "综合类")
 _LEVEL_BY_NAME = {v: k for k, v in FAULT_LEVELS.items()}
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(
-        frozen=True, extra="forbid", arbitrary_types_allowed=True, hide_input_in_errors=True
-    )
 
 
 class Site(Model):
@@ -207,6 +202,98 @@ class Agent(Model):
     log_json: bool = False
 
 
+EVENTS = ("opened", "flapping", "reminder", "warning", "escalation", "recovered", "reopened", "closed")
+Event = Literal["opened", "flapping", "reminder", "warning", "escalation", "recovered", "reopened", "closed"]
+
+
+class LevelConfig(Model):
+    respond: Duration
+    restore: Duration | None
+    working_time: bool = False
+    """Deadlines count working time (China calendar and working hours) instead of clock time."""
+    warn_before: Duration = 1800.0
+    remind_every: Duration = 3600.0
+    report_within: Duration = 86400.0
+
+
+def _default_levels() -> dict[int, LevelConfig]:
+    return {
+        1: LevelConfig(respond=600, restore=1800, warn_before=300, remind_every=600),
+        2: LevelConfig(respond=1800, restore=7200, warn_before=1800, remind_every=1800),
+        3: LevelConfig(respond=3600, restore=14400, working_time=True, warn_before=1800, remind_every=3600,
+                       report_within=172800),
+        4: LevelConfig(respond=7200, restore=None, working_time=True, warn_before=1800, remind_every=14400),
+    }
+
+
+class Flapping(Model):
+    window: int = Field(21, ge=5, le=100)
+    low: float = Field(25.0, ge=0, le=100)
+    high: float = Field(30.0, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _order(self) -> Flapping:
+        if self.low >= self.high:
+            raise ValueError("low must be below high")
+        return self
+
+
+class Faults(Model):
+    levels: dict[FaultLevel, LevelConfig] = Field(default_factory=_default_levels)
+    open_on: tuple[Literal["CRIT", "UNKNOWN", "WARN"], ...] = ("CRIT",)
+    raise_when_unavailable: FaultLevel | None = 1
+    """Level a fault is raised to when an availability-critical check fails (null: never)."""
+    yearly_limits: dict[FaultLevel, int] = Field(default_factory=lambda: {1: 5, 2: 10})
+    """Overdue faults per level and year that make a major breach of contract."""
+    flapping: Flapping = Flapping()
+    recovery_hold: Duration = 300.0
+    reopen_within: Duration = 1800.0
+    working_hours: WorkingHours = WorkingHours()
+
+    @field_validator("levels", mode="before")
+    @classmethod
+    def _merge_levels(cls, v: Any) -> Any:
+        # A contract usually changes one or two rows of the table: keep the others.
+        if isinstance(v, dict):
+            merged: dict[Any, Any] = {k: m.model_dump() for k, m in _default_levels().items()}
+            for k, row in v.items():
+                key = _LEVEL_BY_NAME.get(k, k) if isinstance(k, str) else k
+                try:
+                    key = int(key)
+                except (TypeError, ValueError):
+                    merged[k] = row
+                    continue
+                merged[key] = {**merged.get(key, {}), **row} if isinstance(row, dict) else row
+            return merged
+        return v
+
+
+class Route(Model):
+    channels: tuple[str, ...] = Field(min_length=1)
+    levels: tuple[FaultLevel, ...] = (1, 2, 3, 4)
+    systems: tuple[str, ...] = ()
+    campuses: tuple[str, ...] = ()
+    events: tuple[Event, ...] = ("opened", "flapping", "reminder", "recovered", "reopened", "closed")
+    """An escalation route lists warning/escalation here and a second set of channels."""
+
+
+class Notifications(Model):
+    channels: dict[str, ChannelSettings] = {}
+    routes: tuple[Route, ...] = ()
+    heartbeat_url: str | None = Field(None, pattern=r"^https?://")
+    """Dead man's switch: the agent GETs this URL every `heartbeat_every` while it is healthy."""
+    heartbeat_every: Duration = 60.0
+
+    @model_validator(mode="after")
+    def _routes(self) -> Notifications:
+        for i, route in enumerate(self.routes):
+            for ch in route.channels:
+                if ch not in self.channels:
+                    known = ", ".join(sorted(self.channels)) or "none"
+                    raise ValueError(f"routes[{i}]: channel {ch!r} is not defined (defined: {known})")
+        return self
+
+
 class Config(Model):
     site: Site
     storage: Storage = Storage()
@@ -214,6 +301,9 @@ class Config(Model):
     systems: tuple[System, ...] = ()
     checks: tuple[Any, ...] = ()
     reports: Reports = Reports()
+    faults: Faults = Faults()
+    notifications: Notifications = Notifications()
+    maintenance: tuple[WindowSpec, ...] = ()
     # Later capabilities (notifications, maintenance, ...) add their own sections here;
     # existing files stay valid because every new section has defaults.
 
@@ -426,7 +516,10 @@ def parse(text: str, source: str = "<config>", base_dir: Path | None = None) -> 
     if config is not None:
         config = config.model_copy(update={"checks": tuple(checks)})
     problems.extend(_cross_checks(checks, raw, lines))
-    for loc, secret in _secrets(checks, ("checks",)):
+    secret_refs = list(_secrets(checks, ("checks",)))
+    if config is not None:
+        secret_refs += list(_secrets(config.notifications, ("notifications",)))
+    for loc, secret in secret_refs:
         try:
             secret.check()
         except ValueError as exc:

@@ -28,11 +28,17 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from agent import __version__
+from agent.alerts import AlertPlanner, make_sender
 from agent.checks import build_specs
 from agent.config import Config
+from agent.faults import CheckInfo, FaultManager, LevelRule, Policy
+from agent.maintdb import change_token, cli_specs, sync_config_windows
+from agent.maintenance import MaintenanceSchedule
+from agent.outbox import Dispatcher
 from agent.recorder import Recorder
 from agent.runner import CheckSpec, ProbeRunner
 from agent.store import Store, acquire_lock
+from agent.workcal import WorkCalendar
 from probes.base import CheckResult, History, Status
 
 log = logging.getLogger("sentinel.daemon")
@@ -58,6 +64,36 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
         log.debug("mallopt not available; malloc arenas left at the default")
 
 
+def policy_from_config(config: Config) -> Policy:
+    f = config.faults
+    return Policy(
+        levels={
+            k: LevelRule(v.respond, v.restore, v.working_time, v.warn_before, v.remind_every, v.report_within)
+            for k, v in f.levels.items()
+        },
+        open_on=frozenset(Status[s] for s in f.open_on),
+        raise_when_unavailable=f.raise_when_unavailable,
+        yearly_limits=dict(f.yearly_limits),
+        flap_window=f.flapping.window,
+        flap_low=f.flapping.low,
+        flap_high=f.flapping.high,
+        recovery_hold_s=f.recovery_hold,
+        reopen_within_s=f.reopen_within,
+    )
+
+
+def check_info(config: Config, check: Any) -> CheckInfo:
+    system = config.system(check.system)
+    return CheckInfo(
+        check.name,
+        check.system,
+        system.campus if system is not None else None,
+        check.fault_level,
+        check.fault_type,
+        check.availability_critical,
+    )
+
+
 class Daemon:
     def __init__(self, config: Config, config_path: Path, clock: Callable[[], float] = time.time) -> None:
         self.config = config
@@ -72,9 +108,36 @@ class Daemon:
         self.store.sync_checks(((c.name, c.kind, c.system) for c in checks), now_ms)
         self.run_id = self.store.begin_run(now_ms, os.getpid(), socket.gethostname(), __version__)
         self.specs: dict[str, CheckSpec] = {s.name: s for s in build_specs(checks)}
+        self._system_of = {c.name: c.system for c in checks}
+        sync_config_windows(self.store, list(config.maintenance), now_ms)
+        self._maint_token = change_token(self.store)
+        self.maintenance = MaintenanceSchedule(config.maintenance, config.site.tz, cli_specs(self.store))
         self.recorder = Recorder(
-            self.store, self.run_id, {c.name: c.confirmations for c in checks}, self.store.load_states()
+            self.store,
+            self.run_id,
+            {c.name: c.confirmations for c in checks},
+            self.store.load_states(),
+            maintenance=self._window_name,
         )
+        self.faults = FaultManager(
+            self.store,
+            policy_from_config(config),
+            {c.name: check_info(config, c) for c in checks},
+            WorkCalendar(config.faults.working_hours, config.site.tz).deadline_ms,
+            AlertPlanner(config) if config.notifications.routes else None,
+            lambda ts, system, check: self._window_name(ts, check),
+            config.site.tz,
+            clock,
+        )
+        self.recorder.on_result(self.faults.observe)
+        self.dispatcher: Dispatcher | None = None
+        if config.notifications.channels:
+            self.dispatcher = Dispatcher(
+                Store(config.storage.path),
+                make_sender(config.notifications.channels),
+                clock,
+                known_channels=config.notifications.channels,
+            )
         self.runner = ProbeRunner(self.recorder.put, config.agent.workers, self._history, clock)
         self.scheduler = BlockingScheduler(
             timezone=config.site.tz,
@@ -107,6 +170,36 @@ class Daemon:
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
+
+    def _window_name(self, ts_ms: int, check: str) -> str | None:
+        window = self.maintenance.active(ts_ms, self._system_of.get(check), check)
+        return window.name if window is not None else None
+
+    def _fault_tick(self) -> None:
+        """Runs in the recorder (writer) thread: deadlines, reminders, maintenance reloads."""
+        token = change_token(self.store)
+        if token != self._maint_token:
+            self._maint_token = token
+            self.maintenance = MaintenanceSchedule(
+                self.config.maintenance, self.config.site.tz, cli_specs(self.store)
+            )
+            log.info("maintenance windows reloaded")
+        self.faults.tick()
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
+
+    def _ping_heartbeat_url(self) -> None:
+        """Dead man's switch: an outside service alarms when these calls stop."""
+        url = self.config.notifications.heartbeat_url
+        if url is None or self.health_snapshot()["status"] != "UP":
+            return
+        from urllib.request import urlopen
+
+        try:
+            with urlopen(url, timeout=10) as resp:
+                resp.read(1024)
+        except OSError as exc:
+            log.warning("heartbeat URL not reached: %s", type(exc).__name__)
 
     def _history(self, check: str, patterns: Sequence[str]) -> History:
         since = self._now_ms() - HISTORY_DAYS * 86_400_000
@@ -147,6 +240,22 @@ class Daemon:
             next_run_time=now + timedelta(seconds=60),
             misfire_grace_time=None,
         )
+        self.scheduler.add_job(
+            lambda: self.recorder.call(self._fault_tick),
+            IntervalTrigger(seconds=30, timezone=UTC),
+            id="faults:tick",
+            executor="background",
+            misfire_grace_time=None,
+        )
+        if self.config.notifications.heartbeat_url:
+            self.scheduler.add_job(
+                self._ping_heartbeat_url,
+                IntervalTrigger(seconds=self.config.notifications.heartbeat_every, timezone=UTC),
+                id="heartbeat-url",
+                executor="background",
+                next_run_time=now + timedelta(seconds=5),
+                misfire_grace_time=None,
+            )
         at = self.config.reports.daily_at
         self.scheduler.add_job(
             self._daily_report,
@@ -242,6 +351,8 @@ class Daemon:
 
     def run(self) -> int:
         self.recorder.start()
+        if self.dispatcher is not None:
+            self.dispatcher.start()
         if self.health is not None:
             self.health.start()
         self.schedule()
@@ -274,6 +385,8 @@ class Daemon:
             self.health.stop()
         self.runner.stop()
         self.recorder.stop(timeout=5.0)
+        if self.dispatcher is not None:
+            self.dispatcher.stop(timeout=3.0)
         self.store.end_run(self.run_id, self._now_ms())
         log.info("agent stopped cleanly (run %d)", self.run_id)
         self.store.close()

@@ -146,7 +146,9 @@ FILTERS: Mapping[str, Callable[..., Any]] = {
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=_loader(),
-        autoescape=True,  # summaries come from remote systems: never trust them as HTML
+        # Summaries come from remote systems: never trust them as HTML. Plain-text and
+        # Markdown templates (mail text parts, chat robots) are not HTML and stay unescaped.
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=True),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

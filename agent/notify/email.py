@@ -1,0 +1,301 @@
+"""E-mail over SMTP: STARTTLS or implicit TLS, verified by default, AUTH only when configured.
+
+MIME layout (what Outlook, Foxmail and mobile clients render best)::
+
+    multipart/mixed                      (only with attachments)
+      multipart/alternative              (only with an HTML body)
+        text/plain
+        multipart/related                (only with inline images)
+          text/html                      <img src="cid:chart1">
+          image/png  Content-ID: <chart1>
+      application/pdf  巡检报告.pdf      (RFC 2231 file name, also as Content-Type name)
+
+Non-ASCII headers are RFC 2047 encoded words; bodies are base64 or quoted-printable, never raw
+8-bit, because hospital relays without 8BITMIME still exist. The envelope sender and every
+recipient address must be ASCII (display names may be Chinese).
+
+Failures: connection refused, timeouts, dropped connections, TLS handshake errors and every
+4xx reply are retryable; 5xx replies (authentication 535, recipient 550, size 552), a server
+without STARTTLS or AUTH, and an untrusted certificate are not. If the server accepts some
+recipients and refuses others the message counts as delivered (retrying would duplicate it for
+the accepted ones); the receipt names the refused addresses and a warning is logged.
+
+`timeout` bounds each SMTP command (connect, greeting, every reply), as smtplib applies it per
+socket operation; a delivery is a handful of commands.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import smtplib
+import socket
+import ssl
+from datetime import datetime
+from email import policy
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from agent.notify.channels import ChannelBase, DeliveryError, Message, reveal, scrub
+from probes.http import tls_context
+from probes.settings import SecretRef
+from probes.tcp import describe_connect_error, hostport
+
+__all__ = ["DEFAULT_PORTS", "EmailChannel", "build_email", "parse_addresses", "send_email"]
+
+log = logging.getLogger("agent.notify.email")
+
+DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
+# SMTP policy (CRLF, 78-column folding), but 7-bit transfer encodings for every body part.
+_POLICY = policy.SMTP.clone(cte_type="7bit")
+
+
+def parse_addresses(value: str) -> list[tuple[str, str]]:
+    """'张工 <zhang@h.cn>, li@h.cn' -> [(display name, addr-spec), …]; ValueError if malformed."""
+    header = policy.default.header_factory("To", value)
+    addresses = getattr(header, "addresses", ())
+    if header.defects or not addresses:
+        hint = "" if value.isascii() else " (the address itself must be ASCII; display names may be Chinese)"
+        raise ValueError(f"{value!r} is not a valid e-mail address{hint}")
+    out = []
+    for a in addresses:
+        spec = a.addr_spec
+        if "@" not in spec or not a.username or not a.domain:
+            raise ValueError(f"{value!r} is not a valid e-mail address (need name@domain)")
+        if not spec.isascii():
+            raise ValueError(f"{spec!r}: the address itself must be ASCII (punycode the domain)")
+        out.append((a.display_name, spec))
+    return out
+
+
+class EmailChannel(ChannelBase):
+    type: Literal["email"]
+    host: str = Field(min_length=1)
+    port: int = Field(587, ge=1, le=65535)
+    """Defaults by security: starttls 587, ssl 465, none 25."""
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    username: str | None = None
+    password: SecretRef | None = None
+    sender: str
+    """From header, may carry a display name: 'HIS 监控 <monitor@hospital.cn>'."""
+    to: tuple[str, ...] = Field(min_length=1)
+    cc: tuple[str, ...] = ()
+    helo_name: str | None = None
+    """Name sent in EHLO; default is this host's name (no DNS lookup, which can hang)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_port(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("port") is None:
+            security = data.get("security", "starttls")
+            data = {**data, "port": DEFAULT_PORTS.get(security, 587)}
+        return data
+
+    @field_validator("sender")
+    @classmethod
+    def _sender(cls, v: str) -> str:
+        if len(parse_addresses(v)) != 1:
+            raise ValueError("sender must be exactly one address")
+        return v
+
+    @field_validator("to", "cc")
+    @classmethod
+    def _recipients(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for item in v:
+            parse_addresses(item)
+        return v
+
+    @field_validator("host", "helo_name")
+    @classmethod
+    def _hostname(cls, v: str | None) -> str | None:
+        if v is not None and (not v.isascii() or any(c.isspace() for c in v) or not v):
+            raise ValueError("must be an ASCII host name or address without spaces")
+        return v
+
+    @model_validator(mode="after")
+    def _auth(self) -> EmailChannel:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        if self.password is not None and self.security == "none":
+            raise ValueError("a password would cross the network in clear text: use security starttls or ssl")
+        return self
+
+    @property
+    def envelope_from(self) -> str:
+        return parse_addresses(self.sender)[0][1]
+
+    @property
+    def recipients(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for item in (*self.to, *self.cc):
+            for _, spec in parse_addresses(item):
+                seen.setdefault(spec, None)
+        return list(seen)
+
+
+def build_email(settings: EmailChannel, message: Message, *, now: datetime | None = None) -> EmailMessage:
+    msg = EmailMessage(policy=_POLICY)
+    msg["Subject"] = message.subject
+    msg["From"] = settings.sender
+    msg["To"] = ", ".join(settings.to)
+    if settings.cc:
+        msg["Cc"] = ", ".join(settings.cc)
+    msg["Date"] = format_datetime((now or datetime.now()).astimezone())
+    given_id = next((v for k, v in message.headers.items() if k.lower() == "message-id"), None)
+    # make_msgid() without a domain asks DNS for this host's FQDN, which can hang for seconds.
+    msg["Message-ID"] = given_id or make_msgid(domain=settings.envelope_from.rpartition("@")[2])
+    for name, value in message.headers.items():
+        if name.lower() != "message-id":
+            msg[name] = value
+
+    msg.set_content(message.text)
+    if message.html is not None:
+        msg.add_alternative(message.html, subtype="html")
+        html_part = msg.get_payload()[-1]
+        for cid, mime, data in message.inline_images:
+            maintype, subtype = mime.split("/", 1)
+            html_part.add_related(data, maintype, subtype, cid=f"<{cid}>", disposition="inline")
+    for filename, mime, data in message.attachments:
+        maintype, subtype = mime.split("/", 1)
+        # name= on Content-Type as well: some clients ignore Content-Disposition's filename.
+        msg.add_attachment(data, maintype, subtype, filename=filename, params={"name": filename})
+    return msg
+
+
+class _KeepDataReply:
+    """Keeps the reply to DATA, which carries the queue id; sendmail() throws it away."""
+
+    data_reply: tuple[int, bytes] | None = None
+
+    def data(self, msg: Any) -> tuple[int, bytes]:
+        reply: tuple[int, bytes] = super().data(msg)  # type: ignore[misc]
+        self.data_reply = reply
+        return reply
+
+
+class _SMTP(_KeepDataReply, smtplib.SMTP):
+    pass
+
+
+class _SMTPS(_KeepDataReply, smtplib.SMTP_SSL):
+    pass
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return " ".join(str(value).split())[:200]
+
+
+def _by_code(code: int) -> bool:
+    """4xx is a transient refusal; 5xx is permanent; anything else is a confused peer: retry."""
+    return not 500 <= code < 600
+
+
+def _failure(exc: BaseException, host: str, port: int, timeout: float, secrets: list[str]) -> DeliveryError:
+    where = hostport(host, port)
+
+    def err(reason: str, retryable: bool) -> DeliveryError:
+        return DeliveryError(scrub(f"SMTP {where}: {reason}", secrets), retryable)
+
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in exc.recipients.values()]
+        detail = "; ".join(f"{rcpt} {code} {_text(text)}" for rcpt, (code, text) in exc.recipients.items())
+        return err(f"all recipients refused: {detail}", all(400 <= c < 500 for c in codes))
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return err(
+            f"authentication failed: {exc.smtp_code} {_text(exc.smtp_error)}", exc.smtp_code // 100 == 4
+        )
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return err(f"{_text(exc)} (check security and username)", False)
+    if isinstance(exc, smtplib.SMTPSenderRefused):
+        return err(
+            f"sender {exc.sender} refused: {exc.smtp_code} {_text(exc.smtp_error)}", _by_code(exc.smtp_code)
+        )
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return err(f"{exc.smtp_code} {_text(exc.smtp_error)}", _by_code(exc.smtp_code))
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        # smtplib reports a read timeout as a disconnect; the timeout is the useful part.
+        if isinstance(exc.__context__, TimeoutError):
+            return err(f"no answer within {timeout:g} s", True)
+        return err("the server closed the connection unexpectedly", True)
+    if isinstance(exc, smtplib.SMTPException):
+        return err(f"{type(exc).__name__}: {_text(exc)}", True)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        reason = exc.verify_message or exc.reason or "certificate not trusted"
+        return err(f"TLS verification failed: {reason} (set ca_bundle to trust a private CA)", False)
+    if isinstance(exc, ssl.SSLError):
+        return err(f"TLS error: {exc.reason or 'handshake failed'}", True)
+    if isinstance(exc, TimeoutError):
+        return err(f"no answer within {timeout:g} s", True)
+    if isinstance(exc, OSError):
+        reason = describe_connect_error(exc, host, port, timeout)
+        return DeliveryError(scrub(f"SMTP: {reason}", secrets), True)
+    if isinstance(exc, UnicodeError):
+        return err("the user name, password or HELO name has characters SMTP cannot send (use ASCII)", False)
+    return err(type(exc).__name__, True)
+
+
+def _default_helo() -> str:
+    # smtplib's default asks DNS for this host's FQDN (can hang for seconds on hospital
+    # networks); the plain host name is instant. A name SMTP cannot carry (Windows machines
+    # often have Chinese names) falls back to "localhost"; set helo_name if a server minds.
+    name = socket.gethostname()
+    return name if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}", name or "") else "localhost"
+
+
+def send_email(settings: EmailChannel, message: Message) -> str:
+    s = settings
+    where = hostport(s.host, s.port)
+    password = reveal(s.password, "SMTP password") if s.password is not None else None
+    secrets: list[str] = []
+    if password is not None:
+        user = s.username or ""
+        secrets += [
+            password,
+            base64.b64encode(password.encode("utf-8")).decode("ascii"),
+            base64.b64encode(f"\0{user}\0{password}".encode()).decode("ascii"),
+        ]
+    msg = build_email(s, message)
+    data = msg.as_bytes()
+    ctx: ssl.SSLContext | None = None
+    if s.security != "none":
+        try:
+            ctx = tls_context(s.verify_tls, str(s.ca_bundle) if s.ca_bundle is not None else None)
+        except (OSError, ssl.SSLError) as exc:
+            reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or type(exc).__name__
+            raise DeliveryError(f"SMTP: cannot load ca_bundle {s.ca_bundle}: {reason}", False) from None
+    helo = s.helo_name or _default_helo()
+    smtp: _SMTP | _SMTPS | None = None
+    try:
+        if s.security == "ssl":
+            smtp = _SMTPS(s.host, s.port, local_hostname=helo, timeout=s.timeout, context=ctx)
+        else:
+            smtp = _SMTP(s.host, s.port, local_hostname=helo, timeout=s.timeout)
+        if s.security == "starttls":
+            smtp.starttls(context=ctx)
+        if s.username is not None and password is not None:
+            smtp.login(s.username, password)
+        refused = smtp.sendmail(s.envelope_from, s.recipients, data)
+        code, reply = smtp.data_reply or (250, b"")
+    except (smtplib.SMTPException, OSError, UnicodeError) as exc:
+        if smtp is not None:
+            smtp.close()
+        raise _failure(exc, s.host, s.port, s.timeout, secrets) from None
+    try:
+        smtp.quit()
+    except (smtplib.SMTPException, OSError):
+        # The message is already queued; a failed goodbye must not turn into a retry (duplicate).
+        smtp.close()
+    receipt = f"{code} {_text(reply)}".strip()
+    if refused:
+        listed = "; ".join(f"{rcpt} {c} {_text(t)}" for rcpt, (c, t) in refused.items())
+        receipt += f"; refused: {listed}"
+        log.warning("SMTP %s accepted %r but refused some recipients: %s", where, message.subject, listed)
+    receipt += f"; Message-ID {msg['Message-ID']}"
+    log.debug("SMTP %s accepted %r: %s", where, message.subject, receipt)
+    return receipt
