@@ -104,15 +104,25 @@ class AlertPlanner:
             site_name=self.config.site.name,
             tz_name=self.config.site.timezone,
         )
-        text = "\n".join(line for line in text.splitlines() if line.strip() or line == "").strip() + "\n"
+        text = text.strip() + "\n"
         what = fault.system or (fault.checks[0] if fault.checks else "")
-        subject = (
-            f"【{fault.level_name}·{SUBJECT_TAGS[event]}】{what} {fault.impact if event == 'opened' else ''}"
-        )
+        # The impact already names the system ("HIS 不可用…"); other events name the system only.
+        subject = f"【{fault.level_name}·{SUBJECT_TAGS[event]}】{fault.impact if event == 'opened' else what}"
         subject = " ".join(subject.split())[:120] + f" {fault.number}"
+        html = self._env.get_template("notify/fault.html").render(
+            event=event,
+            f=fault,
+            detail=detail,
+            level_names=LEVEL_NAMES,
+            site_tz=tz,
+            site_name=self.config.site.name,
+            tz_name=self.config.site.timezone,
+            subject=subject,
+        )
         return Message(
             subject=subject,
             text=text,
+            html=html,
             markdown=f"### {subject}\n\n" + text.replace("\n", "\n\n"),
             level=fault.level,
             headers={"X-Sentinel-Fault": fault.number, "X-Sentinel-Event": event},

@@ -217,7 +217,7 @@ def cmd_faults(config: Any, args: argparse.Namespace) -> int:
             return 0
         if action == "close":
             fault = F.close(store, key, _actor(args), now)
-            _enqueue_closed(config, store, fault)
+            _enqueue_closed(config, store, fault, now)
             print(f"{fault.number} closed")
             return 0
     except F.FaultError as exc:
@@ -228,13 +228,12 @@ def cmd_faults(config: Any, args: argparse.Namespace) -> int:
     return 2
 
 
-def _enqueue_closed(config: Any, store: Store, fault: Any) -> None:
+def _enqueue_closed(config: Any, store: Store, fault: Any, now: int) -> None:
     """The close notice goes through the outbox like every other: the daemon delivers it."""
     if not config.notifications.routes or fault.maintenance is not None:
         return
     from agent.alerts import AlertPlanner
 
-    now = _now_ms()
     with store.tx() as db:
         for channel, key, payload in AlertPlanner(config)("closed", fault, {}):
             db.execute(

@@ -138,6 +138,9 @@ class Daemon:
                 clock,
                 known_channels=config.notifications.channels,
             )
+            dispatcher = self.dispatcher
+            # A state change may have queued an alert: look at the outbox now, not at the next poll.
+            self.recorder.on_change(lambda _name, _result, _changes: dispatcher.wake())
         self.runner = ProbeRunner(self.recorder.put, config.agent.workers, self._history, clock)
         self.scheduler = BlockingScheduler(
             timezone=config.site.tz,
