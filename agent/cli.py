@@ -112,7 +112,25 @@ def _ops(name: str) -> Any:
 
 
 def _cmd_config(config: Any, args: argparse.Namespace) -> int:
-    print(f"{args.config}: valid — {len(config.systems)} systems, {len(config.checks)} checks")
+    from agent.notify import preflight
+
+    # Channels are checked without sending: a robot URL in the wrong variable shows up now,
+    # not with the first 一级 alert.
+    problems = [
+        f"notifications.channels.{name}: {problem}"
+        for name, channel in config.notifications.channels.items()
+        for problem in preflight(channel)
+    ]
+    if problems:
+        print(f"{args.config}: {len(problems)} problem(s) in notification channels", file=sys.stderr)
+        for p in problems:
+            print(f"  - {p}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(
+        f"{args.config}: valid — {len(config.systems)} systems, {len(config.checks)} checks, "
+        f"{len(config.notifications.channels)} notification channels, "
+        f"{len(config.maintenance)} maintenance windows"
+    )
     return 0
 
 

@@ -121,6 +121,7 @@ def cmd_faults(config: Any, args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps([r.as_dict() for r in rows], ensure_ascii=False, indent=2, default=str))
                 return 0
+            _overdue_line(config, store)
             _print_table(
                 ["NUMBER", "LEVEL", "SYSTEM", "START", "ACKED", "RECOVERED", "CLOSED", "DESCRIPTION"],
                 [
@@ -226,6 +227,25 @@ def cmd_faults(config: Any, args: argparse.Namespace) -> int:
     finally:
         store.close()
     return 2
+
+
+def _overdue_line(config: Any, store: Store) -> None:
+    """This year's overdue faults against the contract's limits (a major breach when reached)."""
+    from agent import faults as F
+
+    year = datetime.now(config.site.tz).year
+    start, end = _period(config, str(year))
+    counts = F.overdue_counts(store.db, start or 0, end or 0)
+    limits = config.faults.yearly_limits
+    parts = []
+    for level in sorted(set(limits) | set(counts)):
+        n = counts.get(level, 0)
+        limit = limits.get(level)
+        text = f"{F.LEVEL_NAMES[level]} {n}" + (f"/{limit}" if limit else "")
+        if limit and n >= limit:
+            text += " 已达重大违约上限"
+        parts.append(text)
+    print(f"{year} 年超时故障：" + ("，".join(parts) if parts else "无"))
 
 
 def _enqueue_closed(config: Any, store: Store, fault: Any, now: int) -> None:

@@ -578,6 +578,21 @@ def _cross_checks(checks: Sequence[Any], raw: Any, lines: Mapping[tuple[Any, ...
             close = difflib.get_close_matches(str(system), names, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             add(("checks", i, "system"), f"system {system!r} is not defined under systems{hint}")
+    raw_windows = raw.get("maintenance") if isinstance(raw.get("maintenance"), list) else []
+    check_names = {rc.get("name") for rc in raw_checks if isinstance(rc, dict)}
+    window_names: list[str] = []
+    for i, w in enumerate(raw_windows):
+        if not isinstance(w, dict):
+            continue
+        for j, s in enumerate(w.get("systems") or []):
+            if str(s) not in names:
+                add(("maintenance", i, "systems", j), f"system {s!r} is not defined under systems")
+        for j, c in enumerate(w.get("checks") or []):
+            if c not in check_names:
+                add(("maintenance", i, "checks", j), f"check {c!r} is not defined under checks")
+        if w.get("name") in window_names:
+            add(("maintenance", i, "name"), f"duplicate maintenance window {w.get('name')!r}")
+        window_names.append(w.get("name"))
     del checks
     return problems
 

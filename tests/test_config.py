@@ -164,3 +164,41 @@ systems:
 def test_config_validate_ok_exit_zero() -> None:
     p = run_cli("-c", "config/sentinel.example.yaml", "config", "validate")
     assert p.returncode == 0 and "valid" in p.stdout
+
+
+def test_fault_notification_and_maintenance_sections(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DT_URL", "https://oapi.dingtalk.com/robot/send?access_token=abc")
+    cfg = parse("""
+site: {name: x}
+systems: [{name: HIS}]
+checks: [{name: web, kind: http, url: "http://127.0.0.1/", system: HIS}]
+faults:
+  levels: {三级: {restore: 8h}}
+notifications:
+  channels:
+    ding: {type: dingtalk, webhook: "${DT_URL}"}
+  routes:
+    - {channels: [ding], levels: [1, 2]}
+    - {channels: [ding], events: [warning, escalation]}
+maintenance:
+  - {name: w, systems: [HIS], cron: "0 2 * * 0", duration: 2h, reason: 例行维护, approved_by: 王主任}
+""")
+    assert cfg.faults.levels[3].restore == 8 * 3600 and cfg.faults.levels[3].respond == 3600  # merged
+    assert cfg.faults.levels[1].respond == 600
+    assert cfg.notifications.routes[1].events == ("warning", "escalation")
+    assert cfg.maintenance[0].name == "w"
+
+    with pytest.raises(ConfigError) as e:
+        parse("""
+site: {name: x}
+systems: [{name: HIS}]
+notifications:
+  channels: {}
+  routes: [{channels: [mail]}]
+maintenance:
+  - {name: w, systems: [EMR], start: "2026-12-01 22:00", end: "2026-12-01 21:00", reason: r, approved_by: a}
+""")
+    text = e.value.render()
+    assert "channel 'mail' is not defined" in text
+    assert "maintenance[0].systems[0] (line 8): system 'EMR' is not defined under systems" in text
+    assert "maintenance[0]" in text and "end" in text

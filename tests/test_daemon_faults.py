@@ -60,3 +60,26 @@ notifications:
         first_ts = db.execute("SELECT min(ts) FROM results").fetchone()[0]
         sent = db.execute("SELECT count(*) FROM outbox WHERE status='delivered'").fetchone()[0]
     assert fault.start_ts == first_ts and sent == 1
+
+
+def test_dead_mans_switch_is_called_while_the_agent_is_healthy(tmp_path: Path) -> None:
+    with http_server() as srv:
+        config = f"""
+site: {{name: x}}
+checks:
+  - {{name: p, kind: tcp, host: 127.0.0.1, port: {srv.server_port}, interval: 5s, timeout: 1s}}
+notifications:
+  heartbeat_url: "http://127.0.0.1:{srv.server_port}/ok/heartbeat"
+  heartbeat_every: 1s
+"""
+        agent = AgentProcess(tmp_path, config)
+        try:
+            agent.start()
+            wait_until(lambda: srv.hits.get("/ok/heartbeat", 0) >= 3, 30, "three heartbeat calls")
+            rc, _ = agent.stop()
+            assert rc == 0
+            calls = srv.hits["/ok/heartbeat"]
+        finally:
+            agent.kill()
+        # Stopped agent: the calls stop, which is what lets the outside service raise the alarm.
+        assert srv.hits["/ok/heartbeat"] == calls

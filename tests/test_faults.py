@@ -228,3 +228,51 @@ def test_restart_in_the_middle_of_a_fault_repeats_nothing(tmp_path: Path) -> Non
     assert rig.outbox() == before
     rig.feed("web", Status.OK, confirmations=1)
     assert [e for e, _ in rig.outbox()] == [e for e, _ in before] + ["recovered"]
+
+
+def _level3_fault_at(tmp_path: Path, local: str) -> F.Fault:
+    """A 三级 fault (non-critical check) opened at a local Shanghai time, real China calendar."""
+    from agent.config import parse
+    from agent.daemon import policy_from_config
+    from agent.workcal import WorkCalendar
+
+    cfg = parse("site: {name: x}")
+    start = datetime.fromisoformat(local).replace(tzinfo=TZ)
+    clock = FakeClock(start.timestamp())
+    store = Store(tmp_path / "cal.db")
+    store.sync_checks([("lis", "http", "LIS")], 0)
+    run = store.begin_run(int(clock() * 1000), 1, "h", "t")
+    info = {"lis": F.CheckInfo("lis", "LIS", None, 3, "核心系统类", False)}
+    mgr = F.FaultManager(
+        store, policy_from_config(cfg), info, WorkCalendar(cfg.faults.working_hours, TZ).deadline_ms,
+        None, lambda *a: None, TZ, clock,
+    )
+    st = CheckState()
+    ts = int(clock() * 1000)
+    r = CheckResult(Status.CRIT, "down", started_at=datetime.fromtimestamp(ts / 1000, UTC))
+    ch = st.observe(ts, Status.CRIT, "down", 1)
+    store.write_batch(run, [("lis", r, ch, st)])
+    mgr.observe("lis", r, ch)
+    return F.list_faults(store.db)[0]
+
+
+def _local(ms: int | None) -> str:
+    assert ms is not None
+    return datetime.fromtimestamp(ms / 1000, TZ).strftime("%Y-%m-%d %H:%M")
+
+
+def test_level3_deadline_on_friday_before_a_statutory_holiday_skips_the_holiday(tmp_path: Path) -> None:
+    # 端午节 2025: 31 May - 2 June off (国办发明电〔2024〕12号). Default hours 08:00-12:00, 13:30-17:30.
+    fault = _level3_fault_at(tmp_path, "2025-05-30 17:00")
+    # Respond within 1 h of working time: 30 min on Friday, 30 min on Tuesday morning.
+    assert _local(fault.respond_deadline_ts) == "2025-06-03 08:30"
+    # Restore within 4 h: 30 min on Friday, 3.5 h from Tuesday 08:00.
+    assert _local(fault.restore_deadline_ts) == "2025-06-03 11:30"
+    assert fault.calendar_note is None
+
+
+def test_level3_deadline_counts_a_swapped_working_sunday(tmp_path: Path) -> None:
+    # Sunday 2025-09-28 is a working day (调休) before 国庆/中秋 2025.
+    fault = _level3_fault_at(tmp_path, "2025-09-28 09:00")
+    assert _local(fault.respond_deadline_ts) == "2025-09-28 10:00"
+    assert _local(fault.restore_deadline_ts) == "2025-09-28 14:30"
