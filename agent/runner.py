@@ -110,7 +110,9 @@ class ProbeRunner:
                 task = _Task(spec, now_wall, time.monotonic() + spec.timeout_s + DEADLINE_GRACE_S)
                 self._inflight[spec.name] = task
                 self._queue.append(task)
-                if self._idle == 0 and len(self._threads) < self._max_workers:
+                # Compare with the queue, not with "any idle worker": in a burst, a worker that
+                # was notified counts as idle until it wakes, and one wake-up cannot serve many.
+                if len(self._queue) > self._idle and len(self._threads) < self._max_workers:
                     t = threading.Thread(target=self._worker, name=f"probe-{len(self._threads)}", daemon=True)
                     self._threads.append(t)
                     t.start()

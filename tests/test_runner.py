@@ -192,3 +192,27 @@ def test_unknown_result_raised_only_by_crit_breach() -> None:
     full = CheckResult(Status.UNKNOWN, "statvfs timed out: /nfs", (Metric("disk:/.used_pct", 99.0, "%"),))
     raised = apply_thresholds(full, rules)
     assert raised.status is Status.CRIT and "disk:/.used_pct=99% ≥ 95%" in raised.summary
+
+
+def test_a_burst_of_submissions_gets_enough_workers() -> None:
+    class Slow:
+        kind: ClassVar[str] = "test"
+
+        def run(self, ctx: ProbeContext) -> CheckResult:
+            threading.Event().wait(0.3)  # a real 0.3 s answer time, like a slow endpoint
+            return Stopwatch(ctx).result(Status.OK, "slow but fine")
+
+    sink = Sink()
+    r = ProbeRunner(sink, workers=100)
+    # One worker exists and is idle (a previous round), then a burst arrives all at once, as
+    # when `sentinel check` submits every check: the idle worker must not be the only one.
+    r.submit(CheckSpec("warm-up", Quick(), 1.0))
+    wait_until(lambda: sink.of("warm-up") and not r.busy_checks(), 5, "an idle worker")
+    sink.items.clear()
+    for i in range(100):
+        r.submit(CheckSpec(f"c{i}", Slow(), 1.0))
+    wait_until(lambda: len(sink.items) == 100, 10, "100 results")
+    statuses = [res.status for _, res, _ in sink.items]
+    assert statuses.count(Status.OK) == 100, [res.summary for _, res, _ in sink.items if res.status]
+    assert r.thread_count >= 50
+    r.stop()
