@@ -1,10 +1,10 @@
 """The unattended agent: APScheduler drives the checks, the runner probes, the recorder stores.
 
 APScheduler is used only as a clock. Check jobs merely hand a run to the runner and return at
-once, so its executor threads are never held by a probe and its misfire rules (checked when a
-job starts) cannot drop runs behind busy threads. Reports and housekeeping run on their own
-executor; reports are rendered in a child process so a year-long report cannot bloat or stall
-the monitoring process.
+once (inline, in the scheduler's own loop), so no executor thread is ever held by a probe and
+its misfire rules (checked when a job starts) cannot drop runs behind busy threads. Reports and
+housekeeping run on their own executor; reports are rendered in a child process so a year-long
+report cannot bloat or stall the monitoring process.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.executors.debug import DebugExecutor
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -145,7 +146,9 @@ class Daemon:
         self.scheduler = BlockingScheduler(
             timezone=config.site.tz,
             executors={
-                "checks": ThreadPoolExecutor(4),
+                # Check jobs only hand a run to the runner (never blocking), so they run inline
+                # in the scheduler's loop: no thread hand-off per run, nothing to queue behind.
+                "checks": DebugExecutor(),
                 "background": ThreadPoolExecutor(2),
             },
             job_defaults={"coalesce": True, "max_instances": 1},
