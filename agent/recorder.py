@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 
 from agent.state import Change, CheckState
@@ -29,7 +28,7 @@ class Recorder:
         run_id: int | None,
         confirmations: Mapping[str, int],
         states: dict[str, CheckState] | None = None,
-        batch_window_s: float = 0.25,
+        batch_window_s: float = 0.5,
         max_batch: int = 500,
         maintenance: MaintenanceLookup | None = None,
     ) -> None:
@@ -45,6 +44,7 @@ class Recorder:
         self._listeners: list[ChangeListener] = []
         self._thread = threading.Thread(target=self._loop, name="recorder", daemon=True)
         self._stopped = threading.Event()
+        self._stopping = threading.Event()
         self.written = 0
         self.failures = 0
 
@@ -76,6 +76,7 @@ class Recorder:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Write everything already queued, then stop."""
+        self._stopping.set()  # no more waiting for a batch to fill
         self._queue.put(None)
         if self._thread.ident is None:
             # Never started (the agent failed during start-up): write what was queued here.
@@ -95,13 +96,12 @@ class Recorder:
                 calls.append(item)
             else:
                 batch.append(item)
-                deadline = time.monotonic() + self._window
+                # Sleep through the window, then take everything that arrived: one wake-up per
+                # batch instead of one per result (that was most of the writer's CPU).
+                self._stopping.wait(self._window)
                 while len(batch) < self._max_batch:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
                     try:
-                        nxt = self._queue.get(timeout=remaining)
+                        nxt = self._queue.get_nowait()
                     except queue.Empty:
                         break
                     if nxt is None:

@@ -49,6 +49,8 @@ class _Task:
     submitted_wall: float
     deadline: float
     started: bool = False
+    run_deadline: float = 0.0
+    """Set when a worker picks the task up: the probe's own budget starts then."""
     finished: bool = False
     """A result (the probe's or the deadline's) has been delivered."""
 
@@ -123,8 +125,10 @@ class ProbeRunner:
             self._sink(spec.name, skipped)
             return
         with self._watch:
+            earliest = self._deadlines[0][0] if self._deadlines else None
             heapq.heappush(self._deadlines, (task.deadline, next(self._seq), task))
-            self._watch.notify()
+            if earliest is None or task.deadline < earliest:
+                self._watch.notify()  # only an earlier deadline changes the watchdog's sleep
 
     def stop(self) -> None:
         """Stop accepting work. Worker threads are daemons: a hung one cannot block exit."""
@@ -150,6 +154,7 @@ class ProbeRunner:
                 if task.finished:  # timed out while waiting for a worker
                     continue
                 task.started = True
+                task.run_deadline = time.monotonic() + task.spec.timeout_s + DEADLINE_GRACE_S
             result = self._run(task.spec)
             with self._lock:
                 late = task.finished
@@ -200,6 +205,12 @@ class ProbeRunner:
     def _expire(self, task: _Task) -> None:
         with self._lock:
             if task.finished:
+                return
+            if task.started and task.run_deadline > time.monotonic():
+                # It waited for a worker, then started: it gets its full budget from its start,
+                # so a hanging endpoint is reported by the probe (CRIT), not as a runner timeout.
+                with self._watch:
+                    heapq.heappush(self._deadlines, (task.run_deadline, next(self._seq), task))
                 return
             task.finished = True
             if not task.started:

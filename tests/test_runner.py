@@ -216,3 +216,24 @@ def test_a_burst_of_submissions_gets_enough_workers() -> None:
     assert statuses.count(Status.OK) == 100, [res.summary for _, res, _ in sink.items if res.status]
     assert r.thread_count >= 50
     r.stop()
+
+
+def test_a_run_that_waited_for_a_worker_gets_its_full_budget_from_its_start() -> None:
+    class Takes:
+        kind: ClassVar[str] = "test"
+
+        def __init__(self, seconds: float) -> None:
+            self.seconds = seconds
+
+        def run(self, ctx: ProbeContext) -> CheckResult:
+            threading.Event().wait(self.seconds)
+            return Stopwatch(ctx).result(Status.CRIT, f"no answer within {self.seconds} s")
+
+    sink = Sink()
+    r = ProbeRunner(sink, workers=1)
+    r.submit(CheckSpec("first", Takes(0.7), 2.0))
+    r.submit(CheckSpec("second", Takes(0.7), 1.0))  # waits ~0.7 s, then runs 0.7 s
+    wait_until(lambda: len(sink.items) == 2, 5, "both results")
+    # Counted from submission, `second` would be past 1.0 + 0.2 s; from its start it is not.
+    assert sink.of("second")[0].summary == "no answer within 0.7 s"
+    r.stop()
