@@ -278,3 +278,27 @@ def test_dingtalk_errcode_is_a_failed_delivery_and_is_retried(
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_routes_choose_channels_by_level_system_campus_and_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WECOM_URL", "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k")
+    channels = """    boss: {type: wecom, webhook: "${WECOM_URL}"}"""
+    routes = """    - {channels: [ops-mail]}
+    - {channels: [boss], levels: [1, 2], campuses: [本院区], events: [warning, escalation]}"""
+    planner = AlertPlanner(make_config(25, channels, routes))
+    from agent.faults import Fault
+
+    def fault(level: int, campus: str | None) -> Fault:
+        nones = [None] * 8
+        return Fault(1, "GZ-20261118-001", "LIS", campus, level, level, "核心系统类", "d", "i", 0, 0,
+                     None, None, *nones, False, None, False, False, False, False, 0, None, ("lis-web",))
+
+    assert planner.routes_for("opened", fault(1, "本院区")) == ["ops-mail"]
+    assert planner.routes_for("escalation", fault(1, "本院区")) == ["boss"]
+    assert planner.routes_for("warning", fault(3, "本院区")) == []  # level 3 has no escalation route
+    assert planner.routes_for("escalation", fault(2, "分院区")) == []  # another campus
+    detail = {"which": "response", "deadline": 0, "reason": "overdue"}
+    ((channel, key, payload),) = planner("escalation", fault(2, "本院区"), detail)
+    assert channel == "boss" and key == "GZ-20261118-001:escalation:response:boss"
+    message = json.loads(payload)
+    assert message["subject"].startswith("【二级·升级】LIS") and "响应已超时" in message["text"]
