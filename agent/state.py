@@ -46,6 +46,10 @@ class CheckState:
         confirmations: int,
         maintenance: str | None = None,
     ) -> list[Change]:
+        # Results of one check can arrive out of order (a run that waited for a worker reports
+        # after a later "skipped" result). Intervals must never overlap, so a late sample counts
+        # from the latest time already seen.
+        ts_ms = max(ts_ms, self.last_ts)
         self.last_ts = ts_ms
         self.last_status = status
         if not self.interval_open:

@@ -65,3 +65,15 @@ def test_maintenance_window_splits_the_interval_whatever_the_state() -> None:
     # when CRIT is confirmed at 30 it replaces that interval from 10 (the store closes the
     # maintenance-OK interval at 10, leaving it empty); at 40 the window is over.
     assert out == [(OK, 0, None), (OK, 10, "w"), (CRIT, 10, "w"), (CRIT, 40, None)]
+
+
+def test_a_late_sample_never_makes_intervals_overlap() -> None:
+    s = CheckState()
+    out = []
+    # OK at 1000; a "skipped" UNKNOWN at 4608 arrives before the CRIT of the run that started
+    # at 4112 but finished later (it had waited for a worker).
+    for ts, st in [(1000, OK), (4608, UNKNOWN), (4112, CRIT)]:
+        out += [(c.state, c.at_ms) for c in s.observe(ts, st, "", 1)]
+    assert out == [(OK, 1000), (UNKNOWN, 4608), (CRIT, 4608)]
+    starts = [at for _, at in out]
+    assert starts == sorted(starts)
