@@ -563,11 +563,24 @@ class FaultError(ValueError):
     """A CLI action that does not fit the fault's state."""
 
 
+def _open_fault(db: sqlite3.Connection, key: int | str) -> Fault:
+    fault = get_fault(db, key)
+    if fault is None:
+        raise FaultError(f"no fault {key}")
+    if fault.closed_ts is not None:
+        raise FaultError(f"fault {fault.number} is closed already")
+    return fault
+
+
+def _reloaded(db: sqlite3.Connection, fault_id: int) -> Fault:
+    fault = get_fault(db, fault_id)
+    assert fault is not None
+    return fault
+
+
 def acknowledge(store: Store, key: int | str, by: str, now_ms: int) -> Fault:
     with store.tx() as db:
-        fault = get_fault(db, key)
-        if fault is None:
-            raise FaultError(f"no fault {key}")
+        fault = _open_fault(db, key)
         if fault.acked_ts is not None:
             raise FaultError(f"fault {fault.number} was acknowledged by {fault.acked_by} already")
         overdue = fault.respond_deadline_ts is not None and now_ms > fault.respond_deadline_ts
@@ -576,9 +589,7 @@ def acknowledge(store: Store, key: int | str, by: str, now_ms: int) -> Fault:
             (now_ms, by, int(overdue and fault.maintenance is None), fault.id),
         )
         _event(db, fault.id, now_ms, by, "acknowledged", {})
-        out = get_fault(db, fault.id)
-    assert out is not None
-    return out
+        return _reloaded(db, fault.id)
 
 
 def resolve(store: Store, key: int | str, by: str, cause: str, measures: str, now_ms: int) -> Fault:
@@ -586,34 +597,22 @@ def resolve(store: Store, key: int | str, by: str, cause: str, measures: str, no
     if not cause.strip():
         raise FaultError("a cause is required (the contract requires it in the fault report)")
     with store.tx() as db:
-        fault = get_fault(db, key)
-        if fault is None:
-            raise FaultError(f"no fault {key}")
-        if fault.closed_ts is not None:
-            raise FaultError(f"fault {fault.number} is closed already")
+        fault = _open_fault(db, key)
         db.execute("UPDATE faults SET cause=?, measures=? WHERE id=?", (cause, measures, fault.id))
         _event(db, fault.id, now_ms, by, "resolved", {"cause": cause, "measures": measures})
-        out = get_fault(db, fault.id)
-    assert out is not None
-    return out
+        return _reloaded(db, fault.id)
 
 
 def close(store: Store, key: int | str, by: str, now_ms: int) -> Fault:
     with store.tx() as db:
-        fault = get_fault(db, key)
-        if fault is None:
-            raise FaultError(f"no fault {key}")
-        if fault.closed_ts is not None:
-            raise FaultError(f"fault {fault.number} is closed already")
+        fault = _open_fault(db, key)
         if fault.recovered_ts is None:
             raise FaultError(f"fault {fault.number} has not recovered yet")
         if not fault.cause:
             raise FaultError(f"fault {fault.number} has no cause yet: run `sentinel faults resolve` first")
         db.execute("UPDATE faults SET closed_ts=?, closed_by=? WHERE id=?", (now_ms, by, fault.id))
         _event(db, fault.id, now_ms, by, "closed", {})
-        out = get_fault(db, fault.id)
-    assert out is not None
-    return out
+        return _reloaded(db, fault.id)
 
 
 def default_levels() -> dict[int, LevelRule]:

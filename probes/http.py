@@ -478,7 +478,7 @@ def der_not_after(der: bytes) -> float | None:
 # --------------------------------------------------------------------------- I/O
 
 
-class _DeadlineReader(io.RawIOBase):
+class DeadlineReader(io.RawIOBase):
     """Socket reads that each get only the time left until the run's deadline.
 
     http.client reads the status line, headers and body through one buffered file; a plain
@@ -502,8 +502,10 @@ class _DeadlineReader(io.RawIOBase):
         return int(self._sock.recv_into(buf))
 
 
-class _SocketShim:
-    """What HTTPResponse needs from a socket (only makefile) with deadline-bound reads."""
+class DeadlineSocket:
+    """What HTTPResponse needs from a socket (only makefile) with deadline-bound reads.
+
+    Also used by the notification channels' HTTP POST, which has the same problem."""
 
     __slots__ = ("_deadline", "_sock")
 
@@ -512,7 +514,7 @@ class _SocketShim:
         self._deadline = deadline
 
     def makefile(self, mode: str) -> io.BufferedReader:
-        return io.BufferedReader(_DeadlineReader(self._sock, self._deadline))
+        return io.BufferedReader(DeadlineReader(self._sock, self._deadline))
 
 
 @dataclass(slots=True)
@@ -783,7 +785,7 @@ class Probe:
             conn.sock = sock  # ours: opened within the budget, and closed below
             conn.request(method, target.path, body=body, headers=headers)
             phase = "wait"
-            resp = http.client.HTTPResponse(_SocketShim(sock, deadline), method=method)  # type: ignore[arg-type]
+            resp = http.client.HTTPResponse(DeadlineSocket(sock, deadline), method=method)  # type: ignore[arg-type]
             resp.begin()
             phase = "body"
             limit = self.settings.max_body_bytes

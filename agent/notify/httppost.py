@@ -17,7 +17,6 @@ secrets the caller passes in.
 from __future__ import annotations
 
 import http.client
-import io
 import json
 import ssl
 import time
@@ -28,7 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agent.notify.channels import DeliveryError, scrub
-from probes.http import tls_context
+from probes.http import DeadlineSocket, tls_context
 from probes.tcp import describe_connect_error, hostport, open_connection
 
 __all__ = ["Reply", "check_errcode", "post_json", "split_url", "url_secrets"]
@@ -93,37 +92,6 @@ def url_secrets(url: str) -> list[str]:
     return out
 
 
-class _DeadlineReader(io.RawIOBase):
-    """Socket reads that each get only the time left until the deadline (a per-recv socket
-    timeout alone would let a server that sends a byte a second never time out)."""
-
-    def __init__(self, sock: Any, deadline: float) -> None:
-        super().__init__()
-        self._sock = sock
-        self._deadline = deadline
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf: Any) -> int:
-        remaining = self._deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError("deadline reached")
-        self._sock.settimeout(remaining)
-        return int(self._sock.recv_into(buf))
-
-
-class _SocketShim:
-    """All HTTPResponse needs from a socket is makefile(); this one reads within the deadline."""
-
-    def __init__(self, sock: Any, deadline: float) -> None:
-        self._sock = sock
-        self._deadline = deadline
-
-    def makefile(self, mode: str) -> io.BufferedReader:
-        return io.BufferedReader(_DeadlineReader(self._sock, self._deadline))
-
-
 def _left(deadline: float) -> float:
     return max(deadline - time.monotonic(), 1e-3)
 
@@ -178,7 +146,7 @@ def post_json(
         }
         conn.request("POST", target.path, body=body, headers=request_headers)
         phase = "while waiting for the reply"
-        resp = http.client.HTTPResponse(_SocketShim(sock, deadline), method="POST")  # type: ignore[arg-type]
+        resp = http.client.HTTPResponse(DeadlineSocket(sock, deadline), method="POST")  # type: ignore[arg-type]
         resp.begin()
         phase = "while reading the reply"
         data = resp.read(min(resp.length or MAX_REPLY_BYTES, MAX_REPLY_BYTES))
