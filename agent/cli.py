@@ -146,7 +146,16 @@ def _cmd_run(config: Any, args: argparse.Namespace) -> int:
     except StoreLocked as exc:
         print(f"sentinel: {exc}", file=sys.stderr)
         return 1
-    return daemon.run()
+    rc = daemon.run()
+    # Everything is committed and closed by now. A probe thread may still be stuck inside a
+    # driver's C code (that is what deadlines are for); letting the interpreter finalise around
+    # such daemon threads can crash it at exit. Flush the logs and leave directly.
+    import logging
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
 
 
 def _cmd_check(config: Any, args: argparse.Namespace) -> int:
