@@ -242,15 +242,17 @@ class Probe:
             details["errors"] = errors
             problems.append((Status.UNKNOWN, "; ".join(errors)))
 
+        # The summary shows the figures exactly as stored (rounded to 2 places first), so the
+        # text and the metric never disagree on a value like 2.5 %.
         parts: list[str] = []
         if cpu is not None:
-            parts.append(f"CPU {cpu:.0f}%")
+            parts.append(f"CPU {round(cpu, 2):.0f}%")
         if load5 is not None:
             parts.append(f"load/core {load5:.2f}")
         if mem_pct is not None:
-            parts.append(f"mem {mem_pct:.0f}%")
+            parts.append(f"mem {round(mem_pct, 2):.0f}%")
         if swap_pct is not None:
-            parts.append(f"swap {swap_pct:.0f}%")
+            parts.append(f"swap {round(swap_pct, 2):.0f}%")
         n = len(disk.mounts)
         parts.append(f"{n} mount{'' if n == 1 else 's'}")
         if disk.measured:
