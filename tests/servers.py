@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -86,3 +86,68 @@ def silent_tcp_server() -> Iterator[int]:
         for c in held:
             c.close()
         sock.close()
+
+
+RawHandler = Callable[[socket.socket, threading.Event], None]
+
+
+class RawServer:
+    """Listens on 127.0.0.1:0 and runs `handler(conn, stop)` per connection in a daemon thread:
+    for servers that answer byte by byte, drip, stall or speak a non-HTTP protocol."""
+
+    def __init__(self, handler: RawHandler) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.05)
+        self.port: int = self.sock.getsockname()[1]
+        self.stop = threading.Event()
+        self.received: list[bytes] = []
+        self._handler = handler
+        self._conns: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self._acceptor = threading.Thread(target=self._accept_loop, daemon=True)
+        self._acceptor.start()
+
+    def _accept_loop(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self._conns.append(conn)
+            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            self._handler(conn, self.stop)
+        except OSError:
+            pass  # the client hung up first: expected in timeout tests
+
+    def close(self) -> None:
+        self.stop.set()
+        self._acceptor.join(2)
+        self.sock.close()
+        for t in self._threads:
+            t.join(2)
+        for c in self._conns:
+            c.close()
+
+
+@contextmanager
+def raw_servers() -> Iterator[Callable[[RawHandler], RawServer]]:
+    """A factory of RawServers, all closed on exit (wrap it in a pytest fixture)."""
+    servers: list[RawServer] = []
+
+    def start(handler: RawHandler) -> RawServer:
+        server = RawServer(handler)
+        servers.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.close()

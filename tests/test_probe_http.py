@@ -31,6 +31,7 @@ from probes import registry
 from probes.base import CheckResult, ProbeContext, Status
 from probes.http import MAX_REDIRECTS, Probe, Settings, der_not_after, parse_json_path
 from tests.conftest import need
+from tests.servers import RawHandler, RawServer, raw_servers
 
 DOC = {
     "status": "UP",
@@ -182,64 +183,10 @@ def web(start_web: Callable[..., Web]) -> Web:
     return start_web()
 
 
-RawHandler = Callable[[socket.socket, threading.Event], None]
-
-
-class RawServer:
-    """Listens on 127.0.0.1:0 and runs `handler(conn, stop)` per connection in a daemon thread."""
-
-    def __init__(self, handler: RawHandler) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.05)
-        self.port: int = self.sock.getsockname()[1]
-        self.stop = threading.Event()
-        self._handler = handler
-        self._conns: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._acceptor = threading.Thread(target=self._accept_loop, daemon=True)
-        self._acceptor.start()
-
-    def _accept_loop(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self._conns.append(conn)
-            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            self._threads.append(t)
-            t.start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        try:
-            self._handler(conn, self.stop)
-        except OSError:
-            pass  # the probe hung up first: expected in timeout tests
-
-    def close(self) -> None:
-        self.stop.set()
-        self._acceptor.join(2)
-        self.sock.close()
-        for t in self._threads:
-            t.join(2)
-        for c in self._conns:
-            c.close()
-
-
 @pytest.fixture
 def serve_raw() -> Iterator[Callable[[RawHandler], RawServer]]:
-    servers: list[RawServer] = []
-
-    def start(handler: RawHandler) -> RawServer:
-        server = RawServer(handler)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.close()
+    with raw_servers() as start:
+        yield start
 
 
 def read_request_head(conn: socket.socket) -> bytes:

@@ -13,8 +13,7 @@ from pydantic import ValidationError
 from probes import registry
 from probes.base import CheckResult, ProbeContext, Status
 from probes.tcp import MAX_REPLY_BYTES, Probe, Settings, decode_escapes
-
-Handler = Callable[[socket.socket, threading.Event], None]
+from tests.servers import RawHandler, RawServer, raw_servers
 
 MLLP_REQUEST = b"\x0bMSH|^~\\&|SENTINEL|HIS|LIS|LAB|20250101120000||QRY^A19|PING1|P|2.4\r\x1c\r"
 MLLP_REQUEST_CONFIG = r"\x0bMSH|^~\\&|SENTINEL|HIS|LIS|LAB|20250101120000||QRY^A19|PING1|P|2.4\r\x1c\r"
@@ -22,62 +21,10 @@ ACK_OK = b"\x0bMSH|^~\\&|LIS|LAB|SENTINEL|HIS|20250101120001||ACK|A1|P|2.4\rMSA|
 ACK_ERROR = b"\x0bMSH|^~\\&|LIS|LAB|SENTINEL|HIS|20250101120001||ACK|A1|P|2.4\rMSA|AE|PING1\r\x1c\r"
 
 
-class RawServer:
-    """Listens on 127.0.0.1:0 and runs `handler(conn, stop)` for each connection in a daemon thread."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.05)
-        self.port: int = self.sock.getsockname()[1]
-        self.stop = threading.Event()
-        self.received: list[bytes] = []
-        self._handler = handler
-        self._conns: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._acceptor = threading.Thread(target=self._accept_loop, daemon=True)
-        self._acceptor.start()
-
-    def _accept_loop(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self._conns.append(conn)
-            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            self._threads.append(t)
-            t.start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        try:
-            self._handler(conn, self.stop)
-        except OSError:
-            pass  # the probe hung up first: expected in timeout tests
-
-    def close(self) -> None:
-        self.stop.set()
-        self._acceptor.join(2)
-        self.sock.close()
-        for t in self._threads:
-            t.join(2)
-        for c in self._conns:
-            c.close()
-
-
 @pytest.fixture
-def serve() -> Iterator[Callable[[Handler], RawServer]]:
-    servers: list[RawServer] = []
-
-    def start(handler: Handler) -> RawServer:
-        server = RawServer(handler)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.close()
+def serve() -> Iterator[Callable[[RawHandler], RawServer]]:
+    with raw_servers() as start:
+        yield start
 
 
 def read_frame(conn: socket.socket, end: bytes = b"\x1c\r") -> bytes:
@@ -106,7 +53,7 @@ def closed_port() -> int:
 # ------------------------------------------------------------------ connect only
 
 
-def test_open_port_is_ok_with_connect_time(serve: Callable[[Handler], RawServer]) -> None:
+def test_open_port_is_ok_with_connect_time(serve: Callable[[RawHandler], RawServer]) -> None:
     server = serve(lambda conn, stop: None)
     result = run({"host": "127.0.0.1", "port": server.port})
     assert result.status is Status.OK
@@ -136,7 +83,7 @@ def test_unresolvable_host_is_crit() -> None:
 # ------------------------------------------------------------------ exchanges
 
 
-def test_mllp_send_and_expect_ack(serve: Callable[[Handler], RawServer]) -> None:
+def test_mllp_send_and_expect_ack(serve: Callable[[RawHandler], RawServer]) -> None:
     def lis(conn: socket.socket, stop: threading.Event) -> None:
         server.received.append(read_frame(conn))
         conn.sendall(ACK_OK)
@@ -152,7 +99,7 @@ def test_mllp_send_and_expect_ack(serve: Callable[[Handler], RawServer]) -> None
     assert result.details["received_bytes"] == len(ACK_OK)
 
 
-def test_mllp_negative_ack_is_crit(serve: Callable[[Handler], RawServer]) -> None:
+def test_mllp_negative_ack_is_crit(serve: Callable[[RawHandler], RawServer]) -> None:
     def lis(conn: socket.socket, stop: threading.Event) -> None:
         read_frame(conn)
         conn.sendall(ACK_ERROR)
@@ -167,7 +114,7 @@ def test_mllp_negative_ack_is_crit(serve: Callable[[Handler], RawServer]) -> Non
     assert "\\x0b" in result.details["reply_excerpt"]  # control bytes shown escaped, not raw
 
 
-def test_expect_regex_and_send_hex(serve: Callable[[Handler], RawServer]) -> None:
+def test_expect_regex_and_send_hex(serve: Callable[[RawHandler], RawServer]) -> None:
     def lis(conn: socket.socket, stop: threading.Event) -> None:
         server.received.append(read_frame(conn))
         conn.sendall(ACK_OK)
@@ -185,7 +132,7 @@ def test_expect_regex_and_send_hex(serve: Callable[[Handler], RawServer]) -> Non
     assert result.status is Status.OK, result.summary
 
 
-def test_expect_regex_not_matched_is_crit(serve: Callable[[Handler], RawServer]) -> None:
+def test_expect_regex_not_matched_is_crit(serve: Callable[[RawHandler], RawServer]) -> None:
     def lis(conn: socket.socket, stop: threading.Event) -> None:
         read_frame(conn)
         conn.sendall(ACK_ERROR)
@@ -199,7 +146,7 @@ def test_expect_regex_not_matched_is_crit(serve: Callable[[Handler], RawServer])
     assert result.summary.startswith("regex 'MSA\\\\|AA' not found")
 
 
-def test_banner_expect_without_send(serve: Callable[[Handler], RawServer]) -> None:
+def test_banner_expect_without_send(serve: Callable[[RawHandler], RawServer]) -> None:
     def smtp(conn: socket.socket, stop: threading.Event) -> None:
         conn.sendall(b"220 mail.hospital.local ESMTP ready\r\n")
         stop.wait(5)
@@ -210,7 +157,7 @@ def test_banner_expect_without_send(serve: Callable[[Handler], RawServer]) -> No
     assert result.metric("response_ms") is not None
 
 
-def test_expect_split_across_packets(serve: Callable[[Handler], RawServer]) -> None:
+def test_expect_split_across_packets(serve: Callable[[RawHandler], RawServer]) -> None:
     def lis(conn: socket.socket, stop: threading.Event) -> None:
         read_frame(conn)
         for piece in (ACK_OK[:40], ACK_OK[40:52], ACK_OK[52:]):
@@ -224,7 +171,7 @@ def test_expect_split_across_packets(serve: Callable[[Handler], RawServer]) -> N
     assert result.status is Status.OK, result.summary
 
 
-def test_send_without_expect_needs_a_reply(serve: Callable[[Handler], RawServer]) -> None:
+def test_send_without_expect_needs_a_reply(serve: Callable[[RawHandler], RawServer]) -> None:
     def hangs_up(conn: socket.socket, stop: threading.Event) -> None:
         read_frame(conn, end=b"\n")
         conn.close()
@@ -235,7 +182,7 @@ def test_send_without_expect_needs_a_reply(serve: Callable[[Handler], RawServer]
     assert result.summary == "connection closed without a reply"
 
 
-def test_silent_server_with_expect_is_crit_within_timeout(serve: Callable[[Handler], RawServer]) -> None:
+def test_silent_server_with_expect_is_crit_within_timeout(serve: Callable[[RawHandler], RawServer]) -> None:
     def silent(conn: socket.socket, stop: threading.Event) -> None:
         stop.wait(30)
 
@@ -250,7 +197,7 @@ def test_silent_server_with_expect_is_crit_within_timeout(serve: Callable[[Handl
     assert result.summary == "expected 'MSA|AA' not received within 1.0 s (0 B received)"
 
 
-def test_dripping_server_cannot_stretch_the_budget(serve: Callable[[Handler], RawServer]) -> None:
+def test_dripping_server_cannot_stretch_the_budget(serve: Callable[[RawHandler], RawServer]) -> None:
     # One byte every 50 ms: a per-recv timeout would never fire; the total budget must.
     def drip(conn: socket.socket, stop: threading.Event) -> None:
         read_frame(conn)
@@ -272,7 +219,7 @@ def test_dripping_server_cannot_stretch_the_budget(serve: Callable[[Handler], Ra
     assert result.details["received_bytes"] > 5
 
 
-def test_reply_larger_than_cap_stops_reading(serve: Callable[[Handler], RawServer]) -> None:
+def test_reply_larger_than_cap_stops_reading(serve: Callable[[RawHandler], RawServer]) -> None:
     def flood(conn: socket.socket, stop: threading.Event) -> None:
         conn.sendall(b"y" * (MAX_REPLY_BYTES * 2))
         stop.wait(5)
@@ -285,7 +232,7 @@ def test_reply_larger_than_cap_stops_reading(serve: Callable[[Handler], RawServe
     assert len(result.details["reply_excerpt"]) == 200
 
 
-def test_slow_reply_gives_latency_warn_and_crit(serve: Callable[[Handler], RawServer]) -> None:
+def test_slow_reply_gives_latency_warn_and_crit(serve: Callable[[RawHandler], RawServer]) -> None:
     def slow(conn: socket.socket, stop: threading.Event) -> None:
         read_frame(conn)
         stop.wait(0.2)
