@@ -48,7 +48,7 @@ from urllib.parse import quote_from_bytes, urljoin, urlsplit
 from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
 from probes.base import CheckResult, Metric, ProbeContext, Status, Stopwatch
-from probes.settings import Duration, ProbeSettings, SecretError, SecretRef
+from probes.settings import Duration, ProbeSettings, Regex, SecretError, SecretRef
 from probes.tcp import describe_connect_error, fmt_ms, hostport, open_connection
 from probes.thresholds import Threshold
 
@@ -283,7 +283,7 @@ class Settings(ProbeSettings):
     expect_status: tuple[StatusSpec, ...] = ("2xx", "3xx")
     keyword: str | None = Field(None, min_length=1)
     keyword_absent: str | None = Field(None, min_length=1)
-    regex: str | None = None
+    regex: Regex | None = None
     json_assertions: tuple[JsonAssertion, ...] = ()
     latency_warn: Duration | None = None
     latency_crit: Duration | None = None
@@ -340,16 +340,6 @@ class Settings(ProbeSettings):
     def _check_status(cls, v: tuple[int | str, ...]) -> tuple[int | str, ...]:
         if not v:
             raise ValueError("expect_status must list at least one status")
-        return v
-
-    @field_validator("regex")
-    @classmethod
-    def _check_regex(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                re.compile(v)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression: {exc}") from None
         return v
 
     @field_validator("ca_bundle")

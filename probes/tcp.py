@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 from pydantic import Field, field_validator, model_validator
 
 from probes.base import CheckResult, Metric, ProbeContext, Status, Stopwatch
-from probes.settings import Duration, ProbeSettings
+from probes.settings import Duration, ProbeSettings, Regex
 from probes.thresholds import Threshold
 
 __all__ = [
@@ -130,7 +130,7 @@ class Settings(ProbeSettings):
     send: str | None = None
     send_hex: str | None = None
     expect: str | None = None
-    expect_regex: str | None = None
+    expect_regex: Regex | None = None
     latency_warn: Duration | None = None
     latency_crit: Duration | None = None
 
@@ -153,16 +153,6 @@ class Settings(ProbeSettings):
     def _check_hex(cls, v: str | None) -> str | None:
         if v is not None and not _parse_hex(v):
             raise ValueError("send_hex must not be empty")
-        return v
-
-    @field_validator("expect_regex")
-    @classmethod
-    def _check_regex(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                re.compile(v)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression: {exc}") from None
         return v
 
     @model_validator(mode="after")
