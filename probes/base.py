@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from enum import IntEnum
 from types import MappingProxyType
 from typing import Any, ClassVar, Protocol
@@ -59,6 +59,11 @@ class CheckResult:
     details: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     duration_s: float = 0.0
+    memory: Mapping[str, Any] | None = None
+    """What the probe wants handed back in `ProbeContext.memory` next run (a log file's read
+    offset, a counter's last value). JSON-compatible. The agent commits it in the same
+    transaction as this result, so a crash can neither skip nor repeat what it covers.
+    None keeps the previous memory."""
 
     def metric(self, name: str) -> Metric | None:
         for m in self.metrics:
@@ -81,6 +86,13 @@ class ProbeContext:
     history: History = field(default_factory=lambda: _EMPTY)
     clock: Callable[[], float] = time.time
     """Wall clock in epoch seconds; tests pass a controllable one."""
+    memory: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    """The `CheckResult.memory` of this check's last committed result; empty on the first run."""
+    tz: tzinfo = UTC
+    """The site's time zone, for schedules such as "a full backup every day by 04:00"."""
+    shared: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    """Resources the agent shares between checks of one round, by name (e.g. an SSH
+    connection pool under "ssh"). A probe must work, only slower, when a name is absent."""
 
     def now_utc(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -110,6 +122,7 @@ class Stopwatch:
         summary: str,
         metrics: Sequence[Metric] = (),
         details: Mapping[str, Any] | None = None,
+        memory: Mapping[str, Any] | None = None,
     ) -> CheckResult:
         return CheckResult(
             status=status,
@@ -118,4 +131,5 @@ class Stopwatch:
             details=MappingProxyType(dict(details)) if details else _EMPTY,
             started_at=self.started_at,
             duration_s=round(self.elapsed(), 6),
+            memory=memory,
         )
