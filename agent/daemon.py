@@ -35,6 +35,7 @@ from agent.config import Config
 from agent.faults import CheckInfo, FaultManager, LevelRule, Policy
 from agent.maintdb import change_token, cli_specs, sync_config_windows
 from agent.maintenance import MaintenanceSchedule
+from agent.memory import ProbeMemory
 from agent.outbox import Dispatcher
 from agent.recorder import Recorder
 from agent.runner import CheckSpec, ProbeRunner
@@ -142,7 +143,15 @@ class Daemon:
             dispatcher = self.dispatcher
             # A state change may have queued an alert: look at the outbox now, not at the next poll.
             self.recorder.on_change(lambda _name, _result, _changes: dispatcher.wake())
-        self.runner = ProbeRunner(self.recorder.put, config.agent.workers, self._history, clock)
+        self.memory = ProbeMemory(self.store.probe_memories())
+        self.runner = ProbeRunner(
+            self._deliver,
+            config.agent.workers,
+            self._history,
+            clock,
+            memory=self.memory.get,
+            tz=config.site.tz,
+        )
         self.scheduler = BlockingScheduler(
             timezone=config.site.tz,
             executors={
@@ -206,6 +215,10 @@ class Daemon:
                 resp.read(1024)
         except OSError as exc:
             log.warning("heartbeat URL not reached: %s", type(exc).__name__)
+
+    def _deliver(self, check: str, result: CheckResult) -> None:
+        self.memory.note(check, result)
+        self.recorder.put(check, result)
 
     def _history(self, check: str, patterns: Sequence[str]) -> History:
         since = self._now_ms() - HISTORY_DAYS * 86_400_000

@@ -17,7 +17,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
+from types import MappingProxyType
+from typing import Any
 
 from probes.base import CheckResult, History, Probe, ProbeContext, Status
 from probes.thresholds import Threshold, apply_thresholds
@@ -40,6 +42,7 @@ class CheckSpec:
 
 
 HistoryProvider = Callable[[str, Sequence[str]], History]
+MemoryProvider = Callable[[str], Mapping[str, Any]]
 ResultSink = Callable[[str, CheckResult], None]
 
 
@@ -62,11 +65,17 @@ class ProbeRunner:
         workers: int = 64,
         history: HistoryProvider | None = None,
         clock: Callable[[], float] = time.time,
+        memory: MemoryProvider | None = None,
+        tz: tzinfo = UTC,
+        shared: Mapping[str, Any] | None = None,
     ) -> None:
         self._sink = sink
         self._max_workers = workers
         self._history = history
         self._clock = clock
+        self._memory = memory
+        self._tz = tz
+        self._shared: Mapping[str, Any] = MappingProxyType(dict(shared or {}))
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
         self._queue: deque[_Task] = deque()
@@ -175,7 +184,10 @@ class ProbeRunner:
         try:
             if spec.history_patterns and self._history is not None:
                 history = self._history(spec.name, spec.history_patterns)
-            ctx = ProbeContext(spec.name, spec.timeout_s, history, self._clock)
+            memory = self._memory(spec.name) if self._memory is not None else MappingProxyType({})
+            ctx = ProbeContext(
+                spec.name, spec.timeout_s, history, self._clock, memory, self._tz, self._shared
+            )
             result = spec.probe.run(ctx)
             return apply_thresholds(result, spec.rules)
         except Exception as exc:  # a probe bug must cost one result, never the worker

@@ -20,7 +20,7 @@ from typing import Any
 from agent.state import Change, CheckState
 from probes.base import CheckResult, Metric, Status
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -196,6 +196,42 @@ _MIGRATIONS: dict[int, str] = {
         BEGIN SELECT RAISE(ABORT, 'fault_events is append-only'); END;
     CREATE TRIGGER fault_events_no_delete BEFORE DELETE ON fault_events
         BEGIN SELECT RAISE(ABORT, 'fault_events is append-only'); END;
+    """,
+    3: """
+    CREATE TABLE probe_memory(
+        check_id INTEGER PRIMARY KEY REFERENCES checks(id),
+        ts INTEGER NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE TABLE exclusions(
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        start_ts INTEGER NOT NULL,
+        end_ts INTEGER NOT NULL,
+        systems TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        approved_by TEXT NOT NULL,
+        source TEXT NOT NULL,
+        created_ts INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        removed_ts INTEGER,
+        removed_by TEXT,
+        removed_reason TEXT
+    );
+    CREATE UNIQUE INDEX exclusions_active_name ON exclusions(name) WHERE removed_ts IS NULL;
+    CREATE TABLE exclusions_log(
+        id INTEGER PRIMARY KEY,
+        ts INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        name TEXT NOT NULL,
+        record TEXT NOT NULL
+    );
+    CREATE TRIGGER exclusions_log_no_update BEFORE UPDATE ON exclusions_log
+        BEGIN SELECT RAISE(ABORT, 'exclusions_log is append-only'); END;
+    CREATE TRIGGER exclusions_log_no_delete BEFORE DELETE ON exclusions_log
+        BEGIN SELECT RAISE(ABORT, 'exclusions_log is append-only'); END;
     """,
 }
 
@@ -488,11 +524,15 @@ class Store:
         Rows are gathered first and written with executemany: at a few hundred results a
         second the per-statement overhead is most of the writer's CPU.
         """
-        results, states, rollups = [], [], []
+        results, states, rollups, memories = [], [], [], []
         interval_ops: list[tuple[int, Change]] = []
         for name, result, changes, state in batch:
             cid = self.check_id(name)
             ts = int(result.started_at.timestamp() * 1000)
+            if result.memory is not None:
+                memories.append(
+                    (cid, ts, json.dumps(dict(result.memory), ensure_ascii=False, default=_json_default))
+                )
             details = (
                 json.dumps(dict(result.details), ensure_ascii=False, default=_json_default)
                 if result.details
@@ -557,6 +597,20 @@ class Store:
                 "vsum=vsum+excluded.vsum, vlast=excluded.vlast",
                 rollups,
             )
+            # Same transaction as the result: a log offset can never run ahead of (or lag
+            # behind) the result that reported the lines it covers.
+            db.executemany(
+                "INSERT INTO probe_memory(check_id, ts, data) VALUES(?,?,?) ON CONFLICT(check_id) "
+                "DO UPDATE SET ts=excluded.ts, data=excluded.data",
+                memories,
+            )
+
+    def probe_memories(self) -> dict[str, dict[str, Any]]:
+        """Every check's last committed probe memory (CheckResult.memory)."""
+        rows = self.db.execute(
+            "SELECT c.name, m.data FROM probe_memory m JOIN checks c ON c.id = m.check_id"
+        ).fetchall()
+        return {name: json.loads(data) for name, data in rows}
 
     # ---------------------------------------------------------------- reading
 
