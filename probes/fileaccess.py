@@ -35,6 +35,8 @@ from probes.base import ProbeContext
 if TYPE_CHECKING:
     import paramiko
 
+    from probes.sshconn import SshSettings
+
 __all__ = [
     "AccessError",
     "FileAccess",
@@ -202,7 +204,7 @@ class LocalAccess:
 
 
 Runner = Callable[[str, float], Any]
-"""`SshSession.run(command, timeout_s)` -> object with exit_code, stdout, timed_out."""
+"""`SshSession.run(command, timeout_s)` -> probes.sshconn.CommandResult, or None if it failed."""
 
 
 def parse_df(output: str) -> int | None:
@@ -356,9 +358,9 @@ class SftpAccess:
             return None
         # LC_ALL=C: fixed column headers; -P: one line per file system, never wrapped.
         result = self._run(f"LC_ALL=C df -P -B1 -- {shlex.quote(directory)}", remaining)
-        if getattr(result, "timed_out", False) or getattr(result, "exit_code", 1) != 0:
+        if result is None or result.timed_out or result.exit_code != 0:
             return None
-        return parse_df(str(result.stdout))
+        return parse_df(result.stdout.decode("utf-8", errors="replace"))
 
     def join(self, directory: str, name: str) -> str:
         return posixpath.join(directory, name)
@@ -375,8 +377,9 @@ def _has_magic(text: str) -> bool:
 
 
 @contextmanager
-def open_access(ssh: Any | None, ctx: ProbeContext, deadline: float) -> Iterator[FileAccess]:
-    """Local access when `ssh` is None, else SFTP over one SSH session from probes.sshconn.
+def open_access(ssh: SshSettings | None, ctx: ProbeContext, deadline: float) -> Iterator[FileAccess]:
+    """Local access when `ssh` is None, else SFTP over one SSH session (pooled when the agent
+    shares a pool in ctx.shared). `deadline` is a time.monotonic() instant.
 
     Connection failures surface as probes.sshconn.SshError (status and message), for the
     probe to turn into its result.
@@ -384,9 +387,15 @@ def open_access(ssh: Any | None, ctx: ProbeContext, deadline: float) -> Iterator
     if ssh is None:
         yield LocalAccess()
         return
-    from probes.sshconn import ssh_session  # paramiko is imported only when SSH is used
+    from probes.sshconn import SshError, ssh_session
 
     with ssh_session(ssh, ctx, deadline) as session:
         sftp = session.sftp()
-        where = f"{getattr(ssh, 'username', getattr(ssh, 'user', ''))}@{ssh.host}:{ssh.port}"
-        yield SftpAccess(sftp, where, deadline, session.run)
+
+        def run(command: str, timeout_s: float) -> Any:
+            try:
+                return session.run(command, timeout_s)
+            except SshError:
+                return None  # no free space figure; the files themselves were still read
+
+        yield SftpAccess(sftp, ssh.where, deadline, run)

@@ -48,6 +48,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from probes.base import CheckResult, Metric, ProbeContext, Status, Stopwatch, worst
 from probes.fileaccess import AccessError, FileAccess, FileInfo, OpenFile, open_access
 from probes.settings import Duration, ProbeSettings, Regex
+from probes.sshconn import SshError, SshSettings
 from probes.thresholds import Threshold
 
 __all__ = ["DEFAULT_MASKS", "DEFAULT_THRESHOLDS", "LogPattern", "Probe", "Settings", "mask_text"]
@@ -105,17 +106,6 @@ class LogPattern(BaseModel):
 PatternSpec = Annotated[LogPattern, BeforeValidator(_pattern_from_str)]
 
 
-def _ssh_settings_type() -> Any:
-    try:
-        from probes.sshconn import SshSettings
-    except ImportError:  # the SSH module is not there yet: local files only
-        return None
-    return SshSettings
-
-
-_SshSettings = _ssh_settings_type()
-
-
 class Settings(ProbeSettings):
     files: list[str] = Field(min_length=1)
     """Paths or globs (`/u01/app/oracle/diag/rdbms/*/*/trace/alert_*.log`)."""
@@ -131,10 +121,8 @@ class Settings(ProbeSettings):
     missing: Literal["OK", "WARN", "CRIT", "UNKNOWN"] = "WARN"
     """Status when a path (or every match of a glob) does not exist."""
     excerpt_lines: int = Field(default=20, ge=0, le=200)
-    if _SshSettings is not None:
-        ssh: _SshSettings | None = None  # type: ignore[valid-type]
-    else:
-        ssh: Any = None
+    ssh: SshSettings | None = None
+    """Read the files over SFTP on that host instead of locally."""
 
     @field_validator("encoding")
     @classmethod
@@ -317,11 +305,8 @@ class Probe:
         except AccessError as exc:
             # memory=None keeps the committed offsets: nothing read now counts as read.
             return sw.result(Status.UNKNOWN, f"无法读取日志: {exc}")
-        except Exception as exc:
-            from_ssh = _ssh_failure(exc)
-            if from_ssh is None:
-                raise
-            return sw.result(from_ssh[0], from_ssh[1])
+        except SshError as exc:
+            return sw.result(exc.status, exc.message)
         return self._result(ctx, sw, run)
 
     # -------------------------------------------------------------- scanning
@@ -608,13 +593,3 @@ def _after_last_newline(f: OpenFile, size: int) -> int:
 
 def _oserror(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
-
-
-def _ssh_failure(exc: Exception) -> tuple[Status, str] | None:
-    try:
-        from probes.sshconn import SshError
-    except ImportError:
-        return None
-    if isinstance(exc, SshError):
-        return Status(exc.status), str(exc.message)
-    return None
