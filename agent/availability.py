@@ -460,7 +460,7 @@ class Verdict:
     availability_pct: float | None
     passed: bool | None
     allowed_ms: int  # downtime the whole year may have under the target
-    used_ms: int  # unavailable + unknown so far (policy "unavailable")
+    used_ms: int  # unavailable (+ unknown under policy "unavailable") so far
     remaining_ms: int  # negative once the budget is overrun
     exhausted: bool
     exhaust_ms: int | None  # when the budget runs out at the current rate
@@ -479,6 +479,7 @@ def verdict(
     now_ms: int,
     tz: ZoneInfo,
     target_pct: float = 99.5,
+    policy: Literal["unavailable", "excluded"] = "unavailable",
 ) -> Verdict:
     """Contract verdict for the year so far (``fig`` = year start .. now).
 
@@ -487,10 +488,14 @@ def verdict(
     downtime rate per wall-clock time elapsed since ``period_start_ms``.
     """
     target = Fraction(str(target_pct))
-    pct = fig.availability_pct
-    passed = None if pct is None else fig.available_ms * 100 >= target * fig.accountable_ms
-    allowed = int((100 - target) * max(year_planned_ms - fig.excluded_ms, 0) / 100)
-    used = fig.unavailable_ms + fig.unknown_ms
+    pct = fig.availability(policy)
+    # Under policy "excluded" unknown time leaves both the figure and the year's budget base.
+    unknown_used = fig.unknown_ms if policy == "unavailable" else 0
+    base = fig.accountable_ms - (fig.unknown_ms - unknown_used)
+    passed = None if pct is None else fig.available_ms * 100 >= target * base
+    off = fig.excluded_ms + fig.unknown_ms - unknown_used
+    allowed = int((100 - target) * max(year_planned_ms - off, 0) / 100)
+    used = fig.unavailable_ms + unknown_used
     remaining = allowed - used
     exhausted = remaining <= 0 and used > 0
     exhaust_ms: int | None = None

@@ -71,9 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--date", type=date.fromisoformat, help="day to report, YYYY-MM-DD (default: yesterday)")
     d.add_argument("--out", type=Path, help="output file (default: <reports.output_dir>/daily-<date>.html)")
-    from agent.cli_ops import add_parsers
+    from agent import cli_availability, cli_ops
 
-    add_parsers(sub)
+    cli_ops.add_parsers(sub)
+    cli_availability.add_parsers(sub)
     return p
 
 
@@ -92,21 +93,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         "status": _cmd_status,
         "config": _cmd_config,
         "report": _cmd_report,
-        "faults": _ops("cmd_faults"),
-        "notifications": _ops("cmd_notifications"),
-        "maintenance": _ops("cmd_maintenance"),
+        "faults": _lazy("cli_ops", "cmd_faults"),
+        "notifications": _lazy("cli_ops", "cmd_notifications"),
+        "maintenance": _lazy("cli_ops", "cmd_maintenance"),
+        "availability": _lazy("cli_availability", "cmd_availability"),
+        "exclusions": _lazy("cli_availability", "cmd_exclusions"),
     }[args.command]
+    from agent.periods import PeriodError
+
     try:
         return handler(config, args)
+    except PeriodError as exc:
+        print(f"sentinel: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130
 
 
-def _ops(name: str) -> Any:
-    def run(config: Any, args: argparse.Namespace) -> int:
-        from agent import cli_ops
+def _lazy(module: str, name: str) -> Any:
+    """A command handler imported only when that command runs (keeps `sentinel check` small)."""
 
-        return int(getattr(cli_ops, name)(config, args))
+    def run(config: Any, args: argparse.Namespace) -> int:
+        import importlib
+
+        return int(getattr(importlib.import_module(f"agent.{module}"), name)(config, args))
 
     return run
 

@@ -21,28 +21,13 @@ def _actor(args: argparse.Namespace) -> str:
 
 
 def _period(config: Any, text: str | None) -> tuple[int | None, int | None]:
-    """'2026', '2026-11', '2026-11-23' or 'FROM..TO' (dates) in the site's zone -> UTC ms."""
+    """A period (see agent.periods) in the site's zone -> UTC ms; (None, None) when not given."""
     if not text:
         return None, None
-    from datetime import date, timedelta
+    from agent.periods import parse_period
 
-    from agent.timeutil import day_bounds
-
-    tz = config.site.tz
-    if ".." in text:
-        a, b = text.split("..", 1)
-        return day_bounds(date.fromisoformat(a), tz)[0], day_bounds(date.fromisoformat(b), tz)[1]
-    parts = text.split("-")
-    if len(parts) == 1:
-        y = int(parts[0])
-        return day_bounds(date(y, 1, 1), tz)[0], day_bounds(date(y + 1, 1, 1), tz)[0]
-    if len(parts) == 2:
-        y, m = int(parts[0]), int(parts[1])
-        first = date(y, m, 1)
-        nxt = (first + timedelta(days=32)).replace(day=1)
-        return day_bounds(first, tz)[0], day_bounds(nxt, tz)[0]
-    d = date.fromisoformat(text)
-    return day_bounds(d, tz)
+    p = parse_period(text, config.site.tz)
+    return p.start_ms, p.end_ms
 
 
 def add_parsers(sub: Any) -> None:

@@ -10,6 +10,7 @@ import difflib
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from datetime import time as dtime
 from functools import cached_property
 from pathlib import Path
@@ -26,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from agent.maintenance import WindowSpec
+from agent.maintenance import WindowSpec, parse_local_datetime
 from agent.model import FAULT_LEVELS, Model
 from agent.notify import ChannelSettings
 from agent.workcal import WorkingHours
@@ -103,12 +104,59 @@ class Schedule(Model):
         return sorted(out)
 
 
+class RedundancyGroup(Model):
+    """Redundant components: the group is up while at least `need` of its checks are up
+    (e.g. 2 application servers behind a balancer: need 1)."""
+
+    checks: tuple[str, ...] = Field(min_length=2)
+    need: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _need_fits(self) -> RedundancyGroup:
+        if self.need > len(self.checks):
+            raise ValueError(f"need ({self.need}) cannot exceed the number of checks ({len(self.checks)})")
+        return self
+
+
 class System(Model):
     name: str = Field(min_length=1)
     campus: str | None = None
     description: str = ""
     availability_target: float = Field(99.5, gt=0, le=100)
     schedule: Schedule | Literal["7x24"] = "7x24"
+    redundancy: tuple[RedundancyGroup, ...] = ()
+    """k-of-n groups among the system's availability-critical checks; the others must all be up."""
+
+
+class ForceMajeure(Model):
+    """Agreed force majeure (power cut by the grid, city-wide network outage, ...): excluded
+    from availability like maintenance. Both parties' approval is part of the record."""
+
+    name: str = Field(min_length=1)
+    start: datetime
+    end: datetime
+    systems: tuple[str, ...] = ()
+    """Empty: every system of the site."""
+    reason: str = Field(min_length=1)
+    approved_by: str = Field(min_length=1)
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _local(cls, v: Any) -> Any:
+        return parse_local_datetime(v)
+
+    @model_validator(mode="after")
+    def _order(self) -> ForceMajeure:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class Availability(Model):
+    unknown_policy: Literal["unavailable", "excluded"] = "unavailable"
+    """How unknown time (agent down, probe could not run, no data) enters the figure. Both
+    figures are always shown; this one is the verdict's."""
+    force_majeure: tuple[ForceMajeure, ...] = ()
 
 
 class ThresholdModel(Model):
@@ -304,6 +352,7 @@ class Config(Model):
     faults: Faults = Faults()
     notifications: Notifications = Notifications()
     maintenance: tuple[WindowSpec, ...] = ()
+    availability: Availability = Availability()
     # Later capabilities (notifications, maintenance, ...) add their own sections here;
     # existing files stay valid because every new section has defaults.
 
@@ -598,6 +647,42 @@ def _cross_checks(checks: Sequence[Any], raw: Any, lines: Mapping[tuple[Any, ...
         if w.get("name") in window_names:
             add(("maintenance", i, "name"), f"duplicate maintenance window {w.get('name')!r}")
         window_names.append(w.get("name"))
+    critical = {
+        rc.get("name"): rc.get("system")
+        for rc in raw_checks
+        if isinstance(rc, dict) and rc.get("availability_critical")
+    }
+    for i, s in enumerate(raw_systems):
+        if not isinstance(s, dict) or not isinstance(s.get("redundancy"), list):
+            continue
+        grouped: set[str] = set()
+        for g, group in enumerate(s["redundancy"]):
+            members = group.get("checks") if isinstance(group, dict) else None
+            for j, c in enumerate(members if isinstance(members, list) else []):
+                loc = ("systems", i, "redundancy", g, "checks", j)
+                if c not in check_names:
+                    add(loc, f"check {c!r} is not defined under checks")
+                elif critical.get(c, object()) != s.get("name"):
+                    add(
+                        loc,
+                        f"check {c!r} must belong to system {s.get('name')!r} and be availability_critical",
+                    )
+                elif c in grouped:
+                    add(loc, f"check {c!r} is already in another redundancy group")
+                grouped.add(c)
+    avail = raw.get("availability") if isinstance(raw.get("availability"), dict) else {}
+    fm = avail.get("force_majeure") if isinstance(avail.get("force_majeure"), list) else []
+    fm_names: list[Any] = []
+    for i, rec in enumerate(fm):
+        if not isinstance(rec, dict):
+            continue
+        at = ("availability", "force_majeure", i)
+        for j, s in enumerate(rec.get("systems") or []):
+            if str(s) not in names:
+                add((*at, "systems", j), f"system {s!r} is not defined under systems")
+        if rec.get("name") in fm_names:
+            add((*at, "name"), f"duplicate force majeure record {rec.get('name')!r}")
+        fm_names.append(rec.get("name"))
     del checks
     return problems
 

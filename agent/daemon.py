@@ -28,7 +28,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from agent import __version__
+from agent import __version__, exclusions
 from agent.alerts import AlertPlanner, make_sender
 from agent.checks import build_specs
 from agent.config import Config
@@ -112,6 +112,7 @@ class Daemon:
         self.specs: dict[str, CheckSpec] = {s.name: s for s in build_specs(checks)}
         self._system_of = {c.name: c.system for c in checks}
         sync_config_windows(self.store, list(config.maintenance), now_ms)
+        exclusions.sync_config(self.store, config.availability.force_majeure, config.site.tz, now_ms)
         self._maint_token = change_token(self.store)
         self.maintenance = MaintenanceSchedule(config.maintenance, config.site.tz, cli_specs(self.store))
         self.recorder = Recorder(

@@ -157,7 +157,7 @@ def _recurring_duration(v: float) -> float:
     return v
 
 
-def _parse_local_datetime(v: Any) -> Any:
+def parse_local_datetime(v: Any) -> Any:
     if v is None or isinstance(v, datetime):
         return v
     if isinstance(v, date):
@@ -277,7 +277,7 @@ class WindowSpec(Model):
     @field_validator("start", "end", mode="before")
     @classmethod
     def _dt(cls, v: Any) -> Any:
-        return _parse_local_datetime(v)
+        return parse_local_datetime(v)
 
     @field_validator("cron")
     @classmethod
