@@ -21,13 +21,16 @@ from tests.conftest import FakeClock
 class Runner:
     """Runs one configured log check repeatedly, committing memory as the agent does."""
 
-    def __init__(self, settings: dict[str, Any], clock: FakeClock | None = None) -> None:
+    def __init__(
+        self, settings: dict[str, Any], clock: FakeClock | None = None, shared: dict[str, Any] | None = None
+    ) -> None:
         self.probe = Probe(Settings.model_validate(settings))
         self.memory: dict[str, Any] = {}
         self.clock = clock or FakeClock()
+        self.shared = shared or {}
 
     def run(self) -> CheckResult:
-        ctx = ProbeContext("log", 5.0, memory=self.memory, clock=self.clock)
+        ctx = ProbeContext("log", 5.0, memory=self.memory, clock=self.clock, shared=self.shared)
         result = self.probe.run(ctx)
         if result.memory is not None:
             self.memory = json.loads(json.dumps(result.memory))
