@@ -15,10 +15,11 @@ import psutil
 import pytest
 from pydantic import ValidationError
 
-from probes import registry
+import probes.plugin
 from probes.base import CheckResult, ProbeContext, Status
 from probes.plugin import Probe, Settings
 from tests.conftest import need, wait_until
+from tests.probe_contract import assert_registered
 from tests.servers import http_server, silent_tcp_server
 
 PLUGINS = Path("/usr/lib/nagios/plugins")
@@ -398,7 +399,4 @@ def test_plain_env_value_is_literal_not_a_secret() -> None:
 
 
 def test_registry_contract() -> None:
-    assert registry.settings_model("plugin") is Settings
-    assert registry.module("plugin").Probe is Probe
-    assert Probe.kind == "plugin"
-    assert dict(registry.default_thresholds("plugin")) == {}
+    assert_registered("plugin", probes.plugin)
