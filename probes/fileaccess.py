@@ -224,6 +224,11 @@ def parse_df(output: str) -> int | None:
     return None
 
 
+_SFTP_REQUEST = 32768
+"""paramiko's largest read request."""
+_PIPELINE_BYTES = 256 * 1024
+
+
 class _SftpFile:
     __slots__ = ("_owner", "_fh", "_path")
 
@@ -240,6 +245,17 @@ class _SftpFile:
     def read_at(self, offset: int, size: int) -> bytes:
         chunks: list[bytes] = []
         with self._owner.guard():
+            if size >= _PIPELINE_BYTES:
+                # One request at a time costs a round trip per 32 KiB (about 11 MB/s even on
+                # loopback); readv keeps them all in flight. It must not ask past the end.
+                end = min(offset + size, int(self._fh.stat().st_size or 0))
+                if end <= offset:
+                    return b""
+                ranges = [(o, min(_SFTP_REQUEST, end - o)) for o in range(offset, end, _SFTP_REQUEST)]
+                try:
+                    return b"".join(self._fh.readv(ranges))
+                except EOFError:
+                    pass  # truncated meanwhile: read what is there one request at a time
             self._fh.seek(offset)
             while size > 0:
                 self._owner.arm()

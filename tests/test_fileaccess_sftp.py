@@ -15,14 +15,12 @@ from typing import Any
 
 import pytest
 
-from probes.backup_files import Probe as BackupProbe
-from probes.backup_files import Settings as BackupSettings
 from probes.base import ProbeContext, Status
 from probes.fileaccess import AccessError, FileAccess, LocalAccess, SftpAccess, open_access
 from probes.sshconn import SshPool, SshSettings
-from tests.conftest import FakeClock
 from tests.sshd import WRONG_PASSWORD, Sshd, running_sshd
-from tests.test_probe_backup_files import NOW, SHANGHAI, at, backup, history
+from tests.test_probe_backup_files import at, backup, history
+from tests.test_probe_backup_files import run as run_backup
 from tests.test_probe_log import Runner, append
 
 
@@ -177,26 +175,13 @@ def test_wrong_password_is_crit_and_never_shown(remote_dir: Path, ssh: dict[str,
 # ------------------------------------------------------------------ backup_files over SFTP
 
 
-def run_backup(directory: Path, ssh: dict[str, Any], **set_options: Any) -> Any:
-    bset = {
-        "name": "his_full",
-        "directory": str(directory),
-        "pattern": "his_*.dmp",
-        "schedule": "daily 03:00",
-    }
-    bset.update(set_options)
-    probe = BackupProbe(BackupSettings.model_validate({"sets": [bset], "ssh": ssh}))
-    ctx = ProbeContext("backup", 5.0, clock=FakeClock(NOW.timestamp()), tz=SHANGHAI)
-    return probe.run(ctx)
-
-
 def test_backup_set_over_sftp_like_local(remote_dir: Path, ssh: dict[str, Any]) -> None:
     history(remote_dir)
     path = backup(remote_dir, "his_20250310.dmp", 10_000, at(0, "02:30"), fill=b"dump-")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     (remote_dir / "his_20250310.dmp.sha256").write_text(f"{digest}  his_20250310.dmp\n")
 
-    ok = run_backup(remote_dir, ssh, checksum="sha256")
+    ok = run_backup(remote_dir, ssh=ssh, checksum="sha256")
     assert ok.status is Status.OK, ok.summary
     assert ok.metric("backup.his_full.copies").value == 6
     assert ok.metric("backup.his_full.age_s").value == 6.5 * 3600
@@ -205,18 +190,38 @@ def test_backup_set_over_sftp_like_local(remote_dir: Path, ssh: dict[str, Any]) 
     assert ok.details["sets"]["his_full"]["expected"]["met"] is True
 
     (remote_dir / "his_20250310.dmp.sha256").write_text("0" * 64 + "  his_20250310.dmp\n")
-    assert run_backup(remote_dir, ssh, checksum="sha256").status is Status.CRIT
+    assert run_backup(remote_dir, ssh=ssh, checksum="sha256").status is Status.CRIT
 
     backup(remote_dir, "his_20250310.dmp", 4_000, at(0, "02:30"))
-    shrunk = run_backup(remote_dir, ssh)
+    shrunk = run_backup(remote_dir, ssh=ssh)
     assert shrunk.status is Status.CRIT
     assert "小 60%" in shrunk.summary
 
     os.remove(path)
-    late = run_backup(remote_dir, ssh)
+    late = run_backup(remote_dir, ssh=ssh)
     assert late.status is Status.CRIT
     assert late.details["backups_expected"][0]["met"] is False
 
-    gone = run_backup(remote_dir / "nope", ssh)
+    gone = run_backup(remote_dir / "nope", ssh=ssh)
     assert gone.status is Status.CRIT
     assert "备份目录不存在" in gone.summary
+
+
+def test_large_backup_is_hashed_over_sftp_with_pipelined_reads(remote_dir: Path, ssh: dict[str, Any]) -> None:
+    # 3 MB: above the size where reads are pipelined (readv) instead of one request at a time.
+    data = bytearray(os.urandom(3 * 1024 * 1024 + 123))
+    path = backup(remote_dir, "his_20250310.dmp", 0, at(0, "02:30"))
+    path.write_bytes(data)
+    ts = at(0, "02:30").timestamp()
+    os.utime(path, (ts, ts))
+    digest = hashlib.sha256(data).hexdigest()
+    (remote_dir / "his_20250310.dmp.sha256").write_text(f"{digest}  his_20250310.dmp\n")
+    ok = run_backup(remote_dir, ssh=ssh, checksum="sha256")
+    assert ok.status is Status.OK, ok.summary
+    assert ok.details["sets"]["his_full"]["checksum"]["state"] == "ok"
+    data[2 * 1024 * 1024] ^= 0xFF  # one flipped byte deep inside, same size and mtime
+    path.write_bytes(data)
+    os.utime(path, (ts, ts))
+    bad = run_backup(remote_dir, ssh=ssh, checksum="sha256")
+    assert bad.status is Status.CRIT
+    assert "校验失败" in bad.summary

@@ -47,6 +47,7 @@ def run(
     now: datetime = NOW,
     memory: dict[str, Any] | None = None,
     timeout: float = 5.0,
+    ssh: dict[str, Any] | None = None,
     **set_options: Any,
 ) -> CheckResult:
     bset = {
@@ -56,7 +57,7 @@ def run(
         "schedule": "daily 03:00",
     }
     bset.update(set_options)
-    probe = Probe(Settings.model_validate({"sets": [bset]}))
+    probe = Probe(Settings.model_validate({"sets": [bset], "ssh": ssh}))
     clock = FakeClock(now.timestamp())
     ctx = ProbeContext("backup", timeout, clock=clock, tz=SHANGHAI, memory=memory or {})
     return probe.run(ctx)
