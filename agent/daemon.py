@@ -42,6 +42,7 @@ from agent.runner import CheckSpec, ProbeRunner
 from agent.store import Store, acquire_lock
 from agent.workcal import WorkCalendar
 from probes.base import CheckResult, History, Status
+from probes.sshconn import SshPool
 
 log = logging.getLogger("sentinel.daemon")
 
@@ -145,6 +146,9 @@ class Daemon:
             # A state change may have queued an alert: look at the outbox now, not at the next poll.
             self.recorder.on_change(lambda _name, _result, _changes: dispatcher.wake())
         self.memory = ProbeMemory(self.store.probe_memories())
+        # Checks of one host share SSH connections (bounded per host); paramiko itself is
+        # imported only when an SSH check first connects.
+        self.ssh_pool = SshPool()
         self.runner = ProbeRunner(
             self._deliver,
             config.agent.workers,
@@ -152,6 +156,7 @@ class Daemon:
             clock,
             memory=self.memory.get,
             tz=config.site.tz,
+            shared={"ssh": self.ssh_pool},
         )
         self.scheduler = BlockingScheduler(
             timezone=config.site.tz,
@@ -260,6 +265,13 @@ class Daemon:
             id="housekeeping",
             executor="background",
             next_run_time=now + timedelta(seconds=60),
+            misfire_grace_time=None,
+        )
+        self.scheduler.add_job(
+            self.ssh_pool.close_idle,
+            IntervalTrigger(seconds=60, timezone=UTC),
+            id="ssh:close-idle",
+            executor="background",
             misfire_grace_time=None,
         )
         self.scheduler.add_job(
@@ -406,6 +418,7 @@ class Daemon:
         if self.health is not None:
             self.health.stop()
         self.runner.stop()
+        self.ssh_pool.close_all()
         self.recorder.stop(timeout=5.0)
         if self.dispatcher is not None:
             self.dispatcher.stop(timeout=3.0)
