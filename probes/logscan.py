@@ -338,96 +338,113 @@ class Probe:
             current.extend(p for p in found if p not in current)
         current_set = set(current)
 
-        # Reading order: files known from the last run first (so a rotated file's rest is
-        # read before its successor), then files seen for the first time.
-        todo: list[tuple[str, FileState | None]] = list(prev.items())
-        todo += [(path, None) for path in current if path not in prev]
+        # First find where every known file's content lives now (its own path, or the name
+        # rotation gave it), then read: known content from its offset, before any file that is
+        # new at its path. Matching everything first keeps a chain of renames
+        # (app.log.1 -> app.log.2, app.log -> app.log.1) from reading anything twice.
+        where = self._locate(fs, prev, run)
+        taken = {loc for loc in where.values() if loc is not None}
+        todo: list[tuple[str, FileState | None, str]] = [
+            (loc, prev[key], key) for key, loc in where.items() if loc is not None
+        ]
+        failed = {path for path, facts in run.files.items() if "error" in facts}
+        todo += [(path, None, path) for path in current if path not in taken and path not in failed]
         fresh_start = s.from_start or not first_run
-        done: set[str] = set()
         pending = len(todo)
-        for path, st in todo:
+        for path, st, key in todo:
             budget = _Budget.share(s, run, pending)
             pending -= 1
-            if st is None and path in done:
-                continue  # already read this run as the rotated rest of a known file
             if time.monotonic() >= deadline:
                 run.finding(Status.OK, "时间预算用完，其余文件下次继续读取")
                 if st is not None:
-                    run.states.setdefault(path, st)
+                    run.states.setdefault(key, st)
                 continue
             try:
                 if st is None:
-                    self._scan_new(fs, path, fresh_start and path not in unsure, run, budget, deadline)
+                    start_at_end = not fresh_start or path in unsure
+                    self._read_new(fs, path, start_at_end, path in prev, run, budget, deadline)
                 else:
-                    self._scan_known(
-                        fs, path, st, path in current_set, current_set, run, budget, deadline, done
-                    )
+                    keep = path in current_set
+                    self._read_known(fs, path, st, key, keep, run, budget, deadline)
             except OSError as exc:
                 run.finding(Status.UNKNOWN, f"读取 {path} 失败: {_oserror(exc)}")
                 run.files[path] = {"error": _oserror(exc)}
                 if st is not None:
-                    run.states.setdefault(path, st)  # try again from the same place next run
-            done.add(path)
+                    run.states.setdefault(key, st)  # try again from the same place next run
 
-    def _scan_new(
-        self, fs: FileAccess, path: str, fresh_start: bool, run: _Run, budget: _Budget, deadline: float
-    ) -> None:
-        with _maybe_open(fs, path) as opened:
-            if opened is None:
-                return
-            f, o = opened
-            if fresh_start:
-                end = self._consume(f, o, 0, run, budget, deadline)
-                run.files[path] = {"offset": end, "size": o.info.size, "new": True}
-            else:
-                end = _after_last_newline(f, o.info.size)
-                run.files[path] = {"offset": end, "size": o.info.size, "skipped_history": True}
-            run.states[path] = o.state(end)
+    def _locate(self, fs: FileAccess, prev: dict[str, FileState], run: _Run) -> dict[str, str | None]:
+        """Known file (state key) -> the path that holds its content now, or None if gone."""
+        where: dict[str, str | None] = {}
+        for key, st in prev.items():
+            try:
+                with _maybe_open(fs, key) as opened:
+                    if opened is not None and opened[1].continues(st):
+                        where[key] = key
+            except OSError as exc:
+                run.finding(Status.UNKNOWN, f"读取 {key} 失败: {_oserror(exc)}")
+                run.files[key] = {"error": _oserror(exc)}
+                run.states[key] = st  # try again from the same place next run
+        taken = set(where.values())
+        for key, st in prev.items():
+            if key in where or key in run.states:
+                continue
+            moved = self._find_moved(fs, key, st, taken)
+            where[key] = moved
+            if moved is not None:
+                taken.add(moved)
+        return where
 
-    def _scan_known(
+    def _read_known(
         self,
         fs: FileAccess,
         path: str,
         st: FileState,
-        wanted: bool,
-        current: set[str],
+        key: str,
+        keep: bool,
         run: _Run,
         budget: _Budget,
         deadline: float,
-        done: set[str],
     ) -> None:
-        """Continue a file from its offset, or, if it was rotated or truncated, finish the old
-        content where it lives now and then read the new file from its start."""
+        """Continue known content from its offset, at its own path or where rotation moved it.
+        A rotated file no glob names is remembered only until it has been read to its end."""
         with _maybe_open(fs, path) as opened:
-            if opened is not None and opened[1].continues(st):
-                f, o = opened
-                end = self._consume(f, o, st.offset, run, budget, deadline)
-                run.files[path] = {"offset": end, "size": o.info.size}
-                if wanted or end < o.info.size:  # a rotated file no glob names is kept until drained
-                    run.states[path] = o.state(end)
-                return
-        moved = self._find_moved(fs, path, st, done)
-        if moved is not None:
-            with fs.open(moved) as f:
-                o = _open_info(f, moved)
-                if o.holds_old_content(st):
-                    end = self._consume(f, o, st.offset, run, budget, deadline)
-                    done.add(moved)
-                    run.files[moved] = {"offset": end, "size": o.info.size, "rotated_from": path}
-                    if moved in current or end < o.info.size:
-                        run.states[moved] = o.state(end)
-        if not wanted:
-            return
-        with _maybe_open(fs, path) as opened:
-            if opened is None:
-                run.files.setdefault(path, {"missing": True})
+            if opened is None or not (
+                opened[1].continues(st) if path == key else opened[1].holds_old_content(st)
+            ):
+                run.states.setdefault(key, st)  # changed since it was located: next run decides
                 return
             f, o = opened
-            end = self._consume(f, o, 0, run, budget, deadline)
-            run.files[path] = {"offset": end, "size": o.info.size, "rotated" if moved else "reset": True}
+            end = self._consume(f, o, st.offset, run, budget, deadline)
+            run.files[path] = {"offset": end, "size": o.info.size}
+            if path != key:
+                run.files[path]["rotated_from"] = key
+            if keep or end < o.info.size:
+                run.states[path] = o.state(end)
+
+    def _read_new(
+        self,
+        fs: FileAccess,
+        path: str,
+        start_at_end: bool,
+        replaced: bool,
+        run: _Run,
+        budget: _Budget,
+        deadline: float,
+    ) -> None:
+        """A file new at its path: read from its start, or (first run) only remember its end."""
+        with _maybe_open(fs, path) as opened:
+            if opened is None:
+                return
+            f, o = opened
+            if start_at_end:
+                end = _after_last_newline(f, o.info.size)
+                run.files[path] = {"offset": end, "size": o.info.size, "skipped_history": True}
+            else:
+                end = self._consume(f, o, 0, run, budget, deadline)
+                run.files[path] = {"offset": end, "size": o.info.size, "reset" if replaced else "new": True}
             run.states[path] = o.state(end)
 
-    def _find_moved(self, fs: FileAccess, path: str, st: FileState, done: set[str]) -> str | None:
+    def _find_moved(self, fs: FileAccess, path: str, st: FileState, taken: set[str]) -> str | None:
         """Where the content the state describes lives now (renamed or copied by rotation)."""
         directory = fs.dirname(path)
         base = path.replace("\\", "/").rsplit("/", 1)[-1]
@@ -441,7 +458,7 @@ class Probe:
             for e in entries
             if not e.is_dir
             and e.name != base
-            and e.path not in done
+            and e.path not in taken
             and (e.name.startswith(base) or e.name.startswith((stem + ".", stem + "-", stem + "_")))
             and not e.name.lower().endswith(_COMPRESSED)
             and e.size >= st.offset

@@ -134,6 +134,26 @@ def test_rotation_by_rename_reads_rest_of_old_then_new_from_start(log: Path) -> 
     assert list(r.memory["files"]) == [str(log)]
 
 
+def test_glob_over_rotated_names_reads_nothing_twice_across_rename_chains(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text("2025-01-01 00:00:00 first file header, long enough to fingerprint\n")
+    r = Runner({"files": [str(tmp_path / "app.log*")], "patterns": ["ORA-"], "excerpt_lines": 50})
+    r.run()
+    seen: list[str] = []
+    for n in range(1, 5):
+        append(log, f"ORA-{n}a unread when rotated\n")
+        # logrotate without dateext: shift app.log.K -> app.log.K+1, then app.log -> app.log.1
+        for k in range(n - 1, 0, -1):
+            (tmp_path / f"app.log.{k}").rename(tmp_path / f"app.log.{k + 1}")
+        log.rename(tmp_path / "app.log.1")
+        log.write_text(
+            f"2025-01-0{n + 1} 00:00:00 file {n + 1} header, long enough to fingerprint\nORA-{n}b\n"
+        )
+        seen += r.lines()
+        seen += r.lines()
+    assert seen == [line for n in range(1, 5) for line in (f"ORA-{n}a unread when rotated", f"ORA-{n}b")]
+
+
 def test_rotation_with_dateext_name(log: Path) -> None:
     r = Runner(settings(log))
     r.run()
