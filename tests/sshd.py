@@ -5,12 +5,10 @@ pair, password files (secret references) and a log file (`sshd -D -e`, LogLevel 
 count connections and authentication attempts in that log. The login is a local system user
 (`sentinel-test`, created once, fixed password) because sshd authenticates against the system.
 
-Use it from a test module:
+Use it from a test module by importing the module-scoped fixtures `sshd` (the server) and
+`known` (a known_hosts file trusting it):
 
-    @pytest.fixture(scope="module")
-    def sshd() -> Iterator[Sshd]:
-        with running_sshd() as server:
-            yield server
+    from tests.sshd import known_fixture, sshd_fixture  # noqa: F401 - pytest fixtures
 
 `running_sshd()` calls need(): without sshd (or without root) the tests skip, under CI=true
 they fail.
@@ -29,6 +27,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import free_port, need
 
@@ -281,3 +281,14 @@ def running_sshd() -> Iterator[Sshd]:
     finally:
         server.stop()
         shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module", name="sshd")
+def sshd_fixture() -> Iterator[Sshd]:
+    with running_sshd() as server:
+        yield server
+
+
+@pytest.fixture(scope="module", name="known")
+def known_fixture(sshd: Sshd) -> Path:
+    return sshd.write_known_hosts()

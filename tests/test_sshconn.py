@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,18 +13,7 @@ from probes.base import ProbeContext, Status
 from probes.sshconn import SshError, SshPool, SshSettings, fetch_host_key, fingerprint, ssh_session
 from tests.conftest import free_port
 from tests.servers import silent_tcp_server
-from tests.sshd import WRONG_PASSWORD, Sshd, running_sshd
-
-
-@pytest.fixture(scope="module")
-def sshd() -> Iterator[Sshd]:
-    with running_sshd() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def known(sshd: Sshd) -> Path:
-    return sshd.write_known_hosts()
+from tests.sshd import WRONG_PASSWORD, Sshd, known_fixture, running_sshd, sshd_fixture  # noqa: F401
 
 
 def settings(sshd: Sshd, known_hosts: Path | str, **over: object) -> SshSettings:
@@ -218,7 +206,7 @@ def test_command_timeout_returns_partial_output(sshd: Sshd, known: Path) -> None
 
 def test_output_is_capped_and_stdin_is_closed(sshd: Sshd, known: Path) -> None:
     with ssh_session(settings(sshd, known), ctx(), soon()) as s:
-        big = s.run("head -c 3000000 /dev/zero; echo done >&2", 5.0, max_bytes=1000)
+        big = s.run("head -c 300000 /dev/zero; echo done >&2", 10.0, max_bytes=1000)
         waits_for_stdin = s.run("cat; echo eof", 3.0)
     assert big.exit_code == 0 and big.truncated and len(big.stdout) == 1000 and big.stderr == b"done\n"
     assert waits_for_stdin.stdout == b"eof\n" and not waits_for_stdin.timed_out
