@@ -170,7 +170,7 @@ def test_long_open_transaction_blocking_another_session(admin: Any, scratch_db: 
         by_item = finding_items(result)
         [blocking] = [f for f in by_item["blocking"] if f["obj"] == str(holder_pid)]
         assert blocking["status"] == "WARN"
-        assert blocking["text"].startswith(f"进程 {holder_pid} 阻塞了 1 个会话，最长等待 ")
+        assert blocking["text"].startswith(f"会话 {holder_pid} 阻塞了 1 个会话，最长等待 ")
         assert f"库 {scratch_db}" in blocking["text"] and "idle in transaction" in blocking["text"]
         assert "'A'" not in result.summary and "UPDATE" not in blocking["text"]  # no SQL text / data
         assert result.metric("blocked.count").value >= 1  # type: ignore[union-attr]

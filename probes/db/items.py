@@ -30,11 +30,16 @@ __all__ = [
     "Rows",
     "SpaceEntry",
     "as_utc",
+    "blocking_outcome",
     "fmt_bytes",
     "fmt_duration",
     "judge_backups",
+    "long_transactions_outcome",
+    "num",
+    "one",
     "space_outcome",
     "threshold_finding",
+    "who",
 ]
 
 Row = Mapping[str, Any]
@@ -266,6 +271,110 @@ def space_outcome(entries: Iterable[SpaceEntry], ictx: ItemContext) -> ItemOutco
                     findings.append(f)
         facts.append(fact)
     return ItemOutcome(tuple(metrics), tuple(findings), {"space": facts})
+
+
+# --- sessions ---------------------------------------------------------------------------
+
+MAX_FINDINGS = 5
+"""Sessions named per item at most; the rest are in the facts."""
+
+
+def num(v: Any) -> float | None:
+    return None if v is None else float(v)
+
+
+def one(rows: Rows) -> Row:
+    return rows[0] if rows else {}
+
+
+def who(r: Row, prefix: str = "") -> str:
+    parts = [
+        f"用户 {r.get(prefix + 'user') or r.get('usename')}"
+        if (r.get(prefix + "user") or r.get("usename"))
+        else "",
+        f"客户端 {r.get(prefix + 'client')}" if r.get(prefix + "client") else "",
+        f"程序 {r.get(prefix + 'app')}" if r.get(prefix + "app") else "",
+    ]
+    return "，".join(p for p in parts if p)
+
+
+def blocking_outcome(rows: Rows, ictx: ItemContext) -> ItemOutcome:
+    """Lock waits, one row per (waiting, blocking) pair with the columns waiting_pid, wait_s,
+    blocking_pid, blocking_user, blocking_client, blocking_app, blocking_state, datname.
+    One finding per blocking session (threshold `wait_s`), worst first."""
+    waits: dict[int, float] = {}
+    for r in rows:
+        pid = int(r["waiting_pid"])
+        waits[pid] = max(waits.get(pid, 0.0), num(r.get("wait_s")) or 0.0)
+    worst = max(waits.values(), default=0.0)
+    metrics = (Metric("blocked.count", len(waits)), Metric("blocked.max_wait_s", round(worst, 1), "s"))
+    findings: list[Finding] = []
+    # One finding per blocking session (its longest victim), worst first, at most a few.
+    by_blocker: dict[Any, Row] = {}
+    for r in rows:
+        key = r.get("blocking_pid")
+        if key not in by_blocker or (num(r.get("wait_s")) or 0) > (num(by_blocker[key].get("wait_s")) or 0):
+            by_blocker[key] = r
+    ranked = sorted(by_blocker.values(), key=lambda r: -(num(r.get("wait_s")) or 0))
+    for r in ranked[:MAX_FINDINGS]:
+        wait = num(r.get("wait_s")) or 0.0
+        victims = sum(1 for x in rows if x.get("blocking_pid") == r.get("blocking_pid"))
+        state = r.get("blocking_state")
+        holder = who(r, "blocking_") + (f"，状态 {state}" if state else "")
+        text = (
+            f"会话 {r.get('blocking_pid')} 阻塞了 {victims} 个会话，最长等待 {wait:.0f} 秒"
+            f"（库 {r.get('datname')}{'，' + holder if holder else ''}）"
+        )
+        f = threshold_finding(
+            ictx, "wait_s", wait, text, category="数据安全类", obj=str(r.get("blocking_pid")), unit=" 秒"
+        )
+        if f:
+            findings.append(f)
+    facts = {
+        "blocked": [
+            {
+                "waiting_pid": r.get("waiting_pid"),
+                "blocking_pid": r.get("blocking_pid"),
+                "wait_s": num(r.get("wait_s")),
+                "blocking_user": r.get("blocking_user"),
+                "blocking_state": r.get("blocking_state"),
+                "database": r.get("datname"),
+            }
+            for r in rows[:50]
+        ]
+    }
+    return ItemOutcome(metrics, tuple(findings), facts)
+
+
+def long_transactions_outcome(rows: Rows, ictx: ItemContext) -> ItemOutcome:
+    """Open transactions with the columns pid, usename, datname, state, application_name,
+    client, age_s. One finding per transaction over threshold `age_s`, oldest first."""
+    rows = [r for r in rows if r.get("age_s") is not None]
+    oldest = max((float(r["age_s"]) for r in rows), default=0.0)
+    metrics = (Metric("transactions.open", len(rows)), Metric("transactions.oldest_s", round(oldest, 1), "s"))
+    findings: list[Finding] = []
+    for r in sorted(rows, key=lambda x: -float(x["age_s"]))[:MAX_FINDINGS]:
+        age = float(r["age_s"])
+        holder = who(r) + (f"，状态 {r.get('state')}" if r.get("state") else "")
+        text = f"事务已运行 {fmt_duration(age)}（会话 {r.get('pid')}，库 {r.get('datname')}，{holder}）"
+        f = threshold_finding(
+            ictx, "age_s", age, text, category="数据安全类", obj=str(r.get("pid")), unit="秒"
+        )
+        if f:
+            findings.append(f)
+    facts = {
+        "transactions": [
+            {
+                "pid": r.get("pid"),
+                "user": r.get("usename"),
+                "database": r.get("datname"),
+                "state": r.get("state"),
+                "age_s": num(r.get("age_s")),
+            }
+            for r in rows
+        ]
+    }
+    return ItemOutcome(metrics, tuple(findings), facts)
 
 
 # --- backups ----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ items that need more say so with `min_version`. Every statement is static text; 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -18,14 +19,21 @@ from probes.db.items import (
     Item,
     ItemContext,
     ItemOutcome,
-    Row,
     Rows,
     SpaceEntry,
     as_utc,
+    blocking_outcome,
     fmt_duration,
     judge_backups,
+    long_transactions_outcome,
     space_outcome,
     threshold_finding,
+)
+from probes.db.items import (
+    num as _num,
+)
+from probes.db.items import (
+    one as _one,
 )
 from probes.db.settings import parse_size
 from probes.thresholds import Threshold
@@ -34,8 +42,6 @@ DAY_S = 86400.0
 XID_LIMIT = 2.0**31
 """Transaction IDs wrap around after 2^31; PostgreSQL stops accepting writes shortly before."""
 DATA = "数据安全类"
-MAX_FINDINGS = 5
-"""Sessions named per item at most; the rest are in the facts."""
 
 MONITOR_GRANT = "GRANT pg_monitor TO <user>"
 
@@ -154,25 +160,6 @@ ORDER BY j.jobid
 """
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def _num(v: Any) -> float | None:
-    return None if v is None else float(v)
-
-
-def _one(rows: Rows) -> Row:
-    return rows[0] if rows else {}
-
-
-def _who(r: Row, prefix: str = "") -> str:
-    parts = [
-        f"用户 {r.get(prefix + 'user') or r.get('usename')}"
-        if (r.get(prefix + "user") or r.get("usename"))
-        else "",
-        f"客户端 {r.get(prefix + 'client')}" if r.get(prefix + "client") else "",
-        f"程序 {r.get(prefix + 'app')}" if r.get(prefix + "app") else "",
-    ]
-    return "，".join(p for p in parts if p)
 
 
 def _visibility(rows: Rows, what: str) -> tuple[Finding, ...]:
@@ -315,76 +302,13 @@ def eval_sessions(data: Mapping[str, Rows], ictx: ItemContext) -> ItemOutcome:
 
 
 def eval_blocking(data: Mapping[str, Rows], ictx: ItemContext) -> ItemOutcome:
-    rows = data["blocked"]
-    waits: dict[int, float] = {}
-    for r in rows:
-        pid = int(r["waiting_pid"])
-        waits[pid] = max(waits.get(pid, 0.0), _num(r.get("wait_s")) or 0.0)
-    worst = max(waits.values(), default=0.0)
-    metrics = (Metric("blocked.count", len(waits)), Metric("blocked.max_wait_s", round(worst, 1), "s"))
-    findings: list[Finding] = list(_visibility(data["sees_all"], "阻塞检查"))
-    # One finding per blocking session (its longest victim), worst first, at most a few.
-    by_blocker: dict[Any, Row] = {}
-    for r in rows:
-        key = r.get("blocking_pid")
-        if key not in by_blocker or (_num(r.get("wait_s")) or 0) > (_num(by_blocker[key].get("wait_s")) or 0):
-            by_blocker[key] = r
-    ranked = sorted(by_blocker.values(), key=lambda r: -(_num(r.get("wait_s")) or 0))
-    for r in ranked[:MAX_FINDINGS]:
-        wait = _num(r.get("wait_s")) or 0.0
-        victims = sum(1 for x in rows if x.get("blocking_pid") == r.get("blocking_pid"))
-        state = r.get("blocking_state")
-        holder = _who(r, "blocking_") + (f"，状态 {state}" if state else "")
-        text = (
-            f"进程 {r.get('blocking_pid')} 阻塞了 {victims} 个会话，最长等待 {wait:.0f} 秒"
-            f"（库 {r.get('datname')}{'，' + holder if holder else ''}）"
-        )
-        f = threshold_finding(
-            ictx, "wait_s", wait, text, category=DATA, obj=str(r.get("blocking_pid")), unit=" 秒"
-        )
-        if f:
-            findings.append(f)
-    facts = {
-        "blocked": [
-            {
-                "waiting_pid": r.get("waiting_pid"),
-                "blocking_pid": r.get("blocking_pid"),
-                "wait_s": _num(r.get("wait_s")),
-                "blocking_user": r.get("blocking_user"),
-                "blocking_state": r.get("blocking_state"),
-                "database": r.get("datname"),
-            }
-            for r in rows[:50]
-        ]
-    }
-    return ItemOutcome(metrics, tuple(findings), facts)
+    out = blocking_outcome(data["blocked"], ictx)
+    return replace(out, findings=_visibility(data["sees_all"], "阻塞检查") + out.findings)
 
 
 def eval_long_transactions(data: Mapping[str, Rows], ictx: ItemContext) -> ItemOutcome:
-    rows = [r for r in data["transactions"] if r.get("age_s") is not None]
-    oldest = max((float(r["age_s"]) for r in rows), default=0.0)
-    metrics = (Metric("transactions.open", len(rows)), Metric("transactions.oldest_s", round(oldest, 1), "s"))
-    findings: list[Finding] = list(_visibility(data["sees_all"], "长事务检查"))
-    for r in sorted(rows, key=lambda x: -float(x["age_s"]))[:MAX_FINDINGS]:
-        age = float(r["age_s"])
-        who = _who(r) + (f"，状态 {r.get('state')}" if r.get("state") else "")
-        text = f"事务已运行 {fmt_duration(age)}（进程 {r.get('pid')}，库 {r.get('datname')}，{who}）"
-        f = threshold_finding(ictx, "age_s", age, text, category=DATA, obj=str(r.get("pid")), unit=" 秒")
-        if f:
-            findings.append(f)
-    facts = {
-        "transactions": [
-            {
-                "pid": r.get("pid"),
-                "user": r.get("usename"),
-                "database": r.get("datname"),
-                "state": r.get("state"),
-                "age_s": _num(r.get("age_s")),
-            }
-            for r in rows
-        ]
-    }
-    return ItemOutcome(metrics, tuple(findings), facts)
+    out = long_transactions_outcome(data["transactions"], ictx)
+    return replace(out, findings=_visibility(data["sees_all"], "长事务检查") + out.findings)
 
 
 def eval_replication(data: Mapping[str, Rows], ictx: ItemContext) -> ItemOutcome:
