@@ -141,15 +141,20 @@ class _RuleView:
     name_re: re.Pattern[str] | None
     cmd_re: re.Pattern[str] | None
     found: list[_Seen] = field(default_factory=list)
+    hidden: int = 0
+    """Processes with the right name whose command line or user the agent may not read."""
 
-    def matches(self, name: str, cmdline: str, user: str) -> bool:
+    def matches(self, name: str, cmdline: str | None, user: str | None) -> bool | None:
+        """True/False, or None when the name fits but the rest is not readable."""
         r = self.rule
         same_name = name.casefold() == r.name.casefold() if _WINDOWS else name == r.name
         if not same_name and (self.name_re is None or not self.name_re.fullmatch(name)):
             return False
-        if self.cmd_re is not None and not self.cmd_re.search(cmdline):
+        if (self.cmd_re is not None and cmdline is None) or (r.user is not None and user is None):
+            return None
+        if self.cmd_re is not None and not self.cmd_re.search(cmdline or ""):
             return False
-        return r.user is None or _same_user(user, r.user)
+        return r.user is None or _same_user(user or "", r.user)
 
 
 def _same_user(actual: str, wanted: str) -> bool:
@@ -279,9 +284,16 @@ class Probe:
             if proc.pid == self._self_pid or info.get("status") == psutil.STATUS_ZOMBIE:
                 continue
             name = info.get("name") or ""
-            cmdline = " ".join(info.get("cmdline") or ())
-            user = info.get("username") or ""
-            hits = [v for v in views if v.matches(name, cmdline, user)]
+            # None = access denied (ad_value), unlike [] for a kernel thread.
+            argv = info.get("cmdline")
+            cmdline = None if argv is None else " ".join(argv)
+            hits: list[_RuleView] = []
+            for v in views:
+                verdict = v.matches(name, cmdline, info.get("username"))
+                if verdict is None:
+                    v.hidden += 1
+                elif verdict:
+                    hits.append(v)
             if not hits or info.get("create_time") is None:
                 continue
             cpu_s, rss = _sample(proc)
@@ -292,44 +304,54 @@ class Probe:
     def _judge_processes(
         self, views: list[_RuleView], memory: Mapping[str, Any], now: float, report: _Report
     ) -> None:
-        prev_t = memory.get("t")
         stored: dict[str, list[list[Any]]] = {}
-        counts: dict[str, int] = {}
         for v in views:
-            r, key, found = v.rule, v.rule.key, v.found
-            count = len(found)
-            counts[key] = count
-            stored[key] = [[p.pid, p.started, p.cpu_s] for p in found[:MAX_IDENTITIES]]
-            prefix = f"proc:{key}"
-            report.metrics.append(Metric(f"{prefix}.count", float(count)))
-            rss = [p.rss for p in found if p.rss is not None]
-            if rss:
-                report.metrics.append(Metric(f"{prefix}.rss_bytes", float(sum(rss)), "B"))
-            previous = _identities(memory, "proc", key)
-            if previous is not None:
-                restarts = count_restarts(
-                    [(p[0], p[1]) for p in previous], [(p.pid, p.started) for p in found], r.min_count
-                )
-                report.metrics.append(Metric(f"{prefix}.restarts", float(restarts)))
-                if restarts and r.on_restart != "OK":
-                    report.problems.append(
-                        (Status[r.on_restart], f"进程 {key} 自上次检查以来重启 {restarts} 次")
-                    )
-                cpu = _cpu_pct(previous, found, prev_t, now) if found else None
-                if cpu is not None:
-                    report.metrics.append(Metric(f"{prefix}.cpu_pct", round(cpu, 2), "%"))
-            if count < r.min_count:
-                text = (
-                    f"进程 {key} 未运行" if count == 0 else f"进程 {key} 数量不足（{count} < {r.min_count}）"
-                )
-                report.problems.append((Status.CRIT, text))
-            elif r.max_count is not None and count > r.max_count:
-                report.problems.append((Status.WARN, f"进程 {key} 数量过多（{count} > {r.max_count}）"))
-            else:
-                report.fine.append(f"{key} {count} 个")
-        report.details["processes"] = counts
+            stored[v.rule.key] = [[p.pid, p.started, p.cpu_s] for p in v.found[:MAX_IDENTITIES]]
+            self._usage(v, memory, now, report)
+            self._judge_count(v, report)
+        report.details["processes"] = {v.rule.key: len(v.found) for v in views}
         report.details["pids"] = {v.rule.key: [p.pid for p in v.found[:20]] for v in views}
         report.memory["proc"] = stored
+
+    @staticmethod
+    def _usage(v: _RuleView, memory: Mapping[str, Any], now: float, report: _Report) -> None:
+        """Count, memory, restarts and CPU of one rule's processes."""
+        r, key, found = v.rule, v.rule.key, v.found
+        prefix = f"proc:{key}"
+        report.metrics.append(Metric(f"{prefix}.count", float(len(found))))
+        unreadable = sum(1 for p in found if p.rss is None or p.cpu_s is None)
+        if unreadable:
+            # A partial sum would understate the usage: leave the figures out instead.
+            report.details.setdefault("usage_unreadable", {})[key] = unreadable
+        elif found:
+            report.metrics.append(Metric(f"{prefix}.rss_bytes", float(sum(p.rss or 0 for p in found)), "B"))
+        previous = _identities(memory, "proc", key)
+        if previous is None:
+            return
+        now_ids = [(p.pid, p.started) for p in found]
+        restarts = count_restarts([(p[0], p[1]) for p in previous], now_ids, r.min_count)
+        report.metrics.append(Metric(f"{prefix}.restarts", float(restarts)))
+        if restarts and r.on_restart != "OK":
+            report.problems.append((Status[r.on_restart], f"进程 {key} 自上次检查以来重启 {restarts} 次"))
+        cpu = _cpu_pct(previous, found, memory.get("t"), now) if found and not unreadable else None
+        if cpu is not None:
+            report.metrics.append(Metric(f"{prefix}.cpu_pct", round(cpu, 2), "%"))
+
+    @staticmethod
+    def _judge_count(v: _RuleView, report: _Report) -> None:
+        r, key, count = v.rule, v.rule.key, len(v.found)
+        if count < r.min_count and v.hidden:
+            text = (
+                f"进程 {key} 未确认（{count} < {r.min_count}）：{v.hidden} 个同名进程的命令行或用户无权读取"
+            )
+            report.problems.append((Status.UNKNOWN, f"{text}，代理需以更高权限运行"))
+        elif count < r.min_count:
+            few = f"进程 {key} 未运行" if count == 0 else f"进程 {key} 数量不足（{count} < {r.min_count}）"
+            report.problems.append((Status.CRIT, few))
+        elif r.max_count is not None and count > r.max_count:
+            report.problems.append((Status.WARN, f"进程 {key} 数量过多（{count} > {r.max_count}）"))
+        else:
+            report.fine.append(f"{key} {count} 个")
 
     def _judge_services(self, memory: Mapping[str, Any], report: _Report) -> None:
         names = self.settings.windows_services
@@ -416,7 +438,7 @@ def _cpu_pct(
     total = 0.0
     for p in found:
         if p.cpu_s is None:
-            continue
+            return None
         before = next((c for pid, start, c in previous if _same((pid, start), (p.pid, p.started))), None)
         if before is not None:
             total += max(p.cpu_s - before, 0.0)

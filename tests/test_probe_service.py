@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -17,7 +18,7 @@ from pydantic import ValidationError
 
 import probes.service
 from probes.base import CheckResult, ProbeContext, Status
-from probes.service import Probe, Settings, count_restarts
+from probes.service import Probe, ProcessRule, Settings, _Report, _RuleView, count_restarts
 from tests.conftest import FakeClock, wait_until
 from tests.probe_contract import assert_registered
 
@@ -227,6 +228,24 @@ def test_memory_from_another_version_is_tolerated(spawn: Spawn, marker: str) -> 
     for memory in ({"proc": "garbage"}, {"proc": {"his-app": [["x"]]}}, {"t": "yesterday", "proc": {}}):
         result = probe.run(ProbeContext("svc", 5.0, memory=memory))
         assert result.status is not Status.UNKNOWN, (memory, result.summary)
+
+
+def test_unreadable_command_lines_make_a_shortfall_unknown_not_crit() -> None:
+    # As root on Linux every command line is readable; Windows denies other accounts' ones to
+    # an unprivileged agent, which psutil reports as None. Exercise that decision directly.
+    view = _RuleView(ProcessRule(name="java", cmdline="his-server"), None, re.compile("his-server"))
+    assert view.matches("java", None, None) is None
+    assert view.matches("java", "java -jar his-server.jar", None) is True
+    assert view.matches("nginx", None, None) is False
+    view.hidden = 2
+    report = _Report()
+    Probe._judge_count(view, report)
+    assert report.problems == [
+        (
+            Status.UNKNOWN,
+            "进程 java 未确认（0 < 1）：2 个同名进程的命令行或用户无权读取，代理需以更高权限运行",
+        )
+    ]
 
 
 @pytest.mark.parametrize(
