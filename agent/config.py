@@ -209,10 +209,17 @@ def _check_models() -> dict[str, type[CheckCommon]]:
     models: dict[str, type[CheckCommon]] = {}
     for kind in registry.KINDS:
         settings = registry.settings_model(kind)
+        overrides: dict[str, Any] = {}
+        # Event-like kinds (a log line, a restart) are over by the next run: their failures
+        # would never be confirmed at the usual 3 consecutive samples.
+        confirmations = getattr(registry.module(kind), "DEFAULT_CONFIRMATIONS", None)
+        if confirmations is not None:
+            overrides["confirmations"] = (int, Field(confirmations, ge=1, le=20))
         models[kind] = create_model(  # type: ignore[call-overload]
             f"{kind.capitalize()}Check",
             __base__=(CheckCommon, settings),
             kind=(Literal[kind], ...),
+            **overrides,
         )
     return models
 

@@ -55,6 +55,9 @@ __all__ = ["DEFAULT_MASKS", "DEFAULT_THRESHOLDS", "LogPattern", "Probe", "Settin
 
 # The probe judges its own matches; the counts are metrics for trends and reports only.
 DEFAULT_THRESHOLDS: dict[str, Threshold] = {}
+# A matching line is an event: the next run finds no new match, so a failure must count at once
+# (or be held with `hold`) instead of waiting for 3 confirming samples that never come.
+DEFAULT_CONFIRMATIONS = 1
 
 HEAD_BYTES = 256
 """Fingerprint length: enough to tell two log files apart by their first timestamped lines."""

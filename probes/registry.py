@@ -16,7 +16,8 @@ from probes.thresholds import Threshold
 # kind -> module. Each module defines `Settings` (a ProbeSettings subclass),
 # `Probe` (constructed with its settings, `run(ctx) -> CheckResult`) and
 # `DEFAULT_THRESHOLDS` (metric pattern -> Threshold), and optionally `HISTORY_METRICS`
-# (GLOB patterns of metrics whose stored history the agent passes in ctx.history).
+# (GLOB patterns of metrics whose stored history the agent passes in ctx.history) and
+# `DEFAULT_CONFIRMATIONS` (for kinds whose failures are events, e.g. a matching log line).
 # A check's model is `CheckCommon` + the kind's `Settings`, so settings fields and validators
 # must not reuse CheckCommon's names (name, system, interval, timeout, thresholds, ...).
 # The configuration imports every module for its `Settings`, so a module must import
@@ -25,6 +26,9 @@ KINDS: Mapping[str, str] = {
     "host": "probes.host",
     "http": "probes.http",
     "tcp": "probes.tcp",
+    "plugin": "probes.plugin",
+    "backup_files": "probes.backup_files",
+    "log": "probes.logscan",
 }
 
 

@@ -202,3 +202,19 @@ maintenance:
     assert "channel 'mail' is not defined" in text
     assert "maintenance[0].systems[0] (line 8): system 'EMR' is not defined under systems" in text
     assert "maintenance[0]" in text and "end" in text
+
+
+def test_event_like_kinds_confirm_on_the_first_sample_unless_set() -> None:
+    from agent.config import parse
+
+    text = """
+site: {name: x}
+checks:
+  - {name: alert-log, kind: log, files: [/var/log/x.log], patterns: ["ORA-"]}
+  - {name: alert-log-3, kind: log, files: [/var/log/x.log], patterns: ["ORA-"], confirmations: 3}
+  - {name: web, kind: tcp, host: 127.0.0.1, port: 1}
+"""
+    c = parse(text).check_map
+    assert c["alert-log"].confirmations == 1
+    assert c["alert-log-3"].confirmations == 3
+    assert c["web"].confirmations == 3
