@@ -27,6 +27,7 @@ KINDS: Mapping[str, str] = {
     "http": "probes.http",
     "tcp": "probes.tcp",
     "plugin": "probes.plugin",
+    "service": "probes.service",
     "backup_files": "probes.backup_files",
     "log": "probes.logscan",
 }

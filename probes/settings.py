@@ -102,7 +102,9 @@ class Secret:
             st = os.stat(path)
         except OSError as exc:
             raise SecretError(f"secret file {path}: {exc.strerror}") from None
-        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        # Windows reports emulated mode bits (always group/other readable), so the POSIX test
+        # would refuse every file there; NTFS ACLs protect it instead (docs/windows.md).
+        if os.name != "nt" and st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise SecretError(
                 f"secret file {path} is accessible by group or others "
                 f"(mode {stat.S_IMODE(st.st_mode):04o}); chmod 600 it"
