@@ -252,6 +252,8 @@ class Engine:
     classify: Callable[[BaseException], ErrorKind]
     describe_login_error: Callable[[BaseException], str]
     """One Chinese line naming why login failed; never the password."""
+    product: Callable[[DbConnection], str] | None = None
+    """The product name for the summary when it depends on the server (MariaDB vs MySQL)."""
 
 
 def _scrub(text: str, secret: str | None) -> str:
@@ -324,7 +326,8 @@ def _run(
     findings = [replace(f, text=_scrub(f.text, secret)) for f in report.findings]
     status = worst(Status.OK, *(f.status for f in findings))
     vtext = ".".join(map(str, version))
-    base = f"{engine.label} {vtext}，登录 {login_ms:.0f} ms，检查 {len(report.ran)} 项"
+    product = engine.product(conn) if engine.product is not None else engine.label
+    base = f"{product} {vtext}，登录 {login_ms:.0f} ms，检查 {len(report.ran)} 项"
     summary = f"{_summarize(findings)} | {base}" if status is not Status.OK else f"正常：{base}"
     details.update(
         {

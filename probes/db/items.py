@@ -37,6 +37,7 @@ __all__ = [
     "long_transactions_outcome",
     "num",
     "one",
+    "sessions_outcome",
     "space_outcome",
     "threshold_finding",
     "who",
@@ -296,6 +297,25 @@ def who(r: Row, prefix: str = "") -> str:
         f"程序 {r.get(prefix + 'app')}" if r.get(prefix + "app") else "",
     ]
     return "，".join(p for p in parts if p)
+
+
+def sessions_outcome(
+    sessions: float, limit: float, extra: Sequence[Metric], ictx: ItemContext
+) -> ItemOutcome:
+    """Sessions against the server's limit: metrics sessions.count / used_pct plus `extra`,
+    threshold `used_pct`."""
+    metrics = [Metric("sessions.count", sessions), *extra]
+    findings: list[Finding] = []
+    if limit > 0:
+        pct = sessions / limit * 100.0
+        metrics.append(Metric("sessions.used_pct", round(pct, 2), "%"))
+        text = f"会话数 {sessions:.0f}，已用连接上限 {limit:.0f} 的 {pct:.1f}%"
+        f = threshold_finding(
+            ictx, "used_pct", pct, text, category="数据安全类", obj="max_connections", unit="%"
+        )
+        if f:
+            findings.append(f)
+    return ItemOutcome(tuple(metrics), tuple(findings), {"sessions": sessions, "limit": limit})
 
 
 def blocking_outcome(rows: Rows, ictx: ItemContext) -> ItemOutcome:

@@ -26,6 +26,7 @@ from probes.db.items import (
     fmt_duration,
     judge_backups,
     long_transactions_outcome,
+    sessions_outcome,
     space_outcome,
     threshold_finding,
 )
@@ -285,20 +286,12 @@ def eval_sessions(data: Mapping[str, Rows], ictx: ItemContext) -> ItemOutcome:
     r = _one(data["sessions"])
     sessions = float(r.get("sessions") or 0)
     limit = float(r.get("max_connections") or 0) - float(r.get("reserved") or 0)
-    metrics = [
-        Metric("sessions.count", sessions),
+    extra = [
         Metric("sessions.active", float(r.get("active") or 0)),
         Metric("sessions.idle_in_transaction", float(r.get("idle_in_transaction") or 0)),
     ]
-    findings: list[Finding] = list(_visibility(data["sees_all"], "会话统计"))
-    if limit > 0:
-        pct = sessions / limit * 100.0
-        metrics.append(Metric("sessions.used_pct", round(pct, 2), "%"))
-        text = f"会话数 {sessions:.0f}，已用连接上限 {limit:.0f} 的 {pct:.1f}%"
-        f = threshold_finding(ictx, "used_pct", pct, text, category=DATA, obj="max_connections", unit="%")
-        if f:
-            findings.append(f)
-    return ItemOutcome(tuple(metrics), tuple(findings), {"sessions": sessions, "limit": limit})
+    out = sessions_outcome(sessions, limit, extra, ictx)
+    return replace(out, findings=_visibility(data["sees_all"], "会话统计") + out.findings)
 
 
 def eval_blocking(data: Mapping[str, Rows], ictx: ItemContext) -> ItemOutcome:
