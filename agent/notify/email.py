@@ -8,7 +8,16 @@ MIME layout (what Outlook, Foxmail and mobile clients render best)::
         multipart/related                (only with inline images)
           text/html                      <img src="cid:chart1">
           image/png  Content-ID: <chart1>
-      application/pdf  巡检报告.pdf      (RFC 2231 file name, also as Content-Type name)
+      application/pdf  巡检报告.pdf
+
+Attachment file names: Content-Disposition carries the RFC 2231 form (``filename*=utf-8''…``,
+split into ``filename*0*`` … continuations when long), which standards-following clients read;
+Content-Type carries ``name="=?utf-8?b?…?="`` (RFC 2047 words), which is what Outlook and older
+Foxmail versions look at when they ignore RFC 2231. ASCII names stay plain in both.
+
+Size: `max_message_bytes` bounds the encoded message (what crosses the wire, base64 included).
+Relays commonly refuse 10–25 MB; a message over the bound is refused before connecting, not
+retried, so a report with a huge PDF fails visibly instead of bouncing hours later.
 
 Non-ASCII headers are RFC 2047 encoded words; bodies are base64 or quoted-printable, never raw
 8-bit, because hospital relays without 8BITMIME still exist. The envelope sender and every
@@ -34,6 +43,7 @@ import socket
 import ssl
 from datetime import datetime
 from email import policy
+from email.header import Header
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from typing import Any, Literal
@@ -45,11 +55,21 @@ from probes.http import tls_context
 from probes.settings import SecretRef
 from probes.tcp import describe_connect_error, hostport
 
-__all__ = ["DEFAULT_PORTS", "EmailChannel", "build_email", "parse_addresses", "send_email"]
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "DEFAULT_PORTS",
+    "EmailChannel",
+    "build_email",
+    "encoded_size",
+    "parse_addresses",
+    "send_email",
+]
 
 log = logging.getLogger("agent.notify.email")
 
 DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
+DEFAULT_MAX_MESSAGE_BYTES = 20 * 1024 * 1024
+"""Encoded size; many hospital relays (and Exchange's default) refuse more than 20–25 MB."""
 # SMTP policy (CRLF, 78-column folding), but 7-bit transfer encodings for every body part.
 _POLICY = policy.SMTP.clone(cte_type="7bit")
 
@@ -86,6 +106,8 @@ class EmailChannel(ChannelBase):
     cc: tuple[str, ...] = ()
     helo_name: str | None = None
     """Name sent in EHLO; default is this host's name (no DNS lookup, which can hang)."""
+    max_message_bytes: int = Field(DEFAULT_MAX_MESSAGE_BYTES, ge=64 * 1024, le=200 * 1024 * 1024)
+    """Largest encoded message this channel sends (base64 makes attachments ~4/3 larger)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -161,9 +183,37 @@ def build_email(settings: EmailChannel, message: Message, *, now: datetime | Non
             html_part.add_related(data, maintype, subtype, cid=f"<{cid}>", disposition="inline")
     for filename, mime, data in message.attachments:
         maintype, subtype = mime.split("/", 1)
+        msg.add_attachment(data, maintype, subtype, filename=filename)
+        part = msg.get_payload()[-1]
         # name= on Content-Type as well: some clients ignore Content-Disposition's filename.
-        msg.add_attachment(data, maintype, subtype, filename=filename, params={"name": filename})
+        # set_raw keeps our RFC 2047 words; the header classes would re-encode them as RFC 2231.
+        del part["Content-Type"]
+        part.set_raw("Content-Type", f"{mime};\n name={_quoted_name(filename)}")
+    for part in msg.walk():
+        if part is not msg:
+            # add_related/add_attachment give every part its own MIME-Version; only the top
+            # level may carry one (RFC 2045 §4), and strict gateways flag the rest.
+            del part["MIME-Version"]
     return msg
+
+
+def _quoted_name(filename: str) -> str:
+    """Content-Type name parameter: plain when ASCII, else folded RFC 2047 words in quotes."""
+    if filename.isascii() and '"' not in filename and "\\" not in filename and len(filename) < 60:
+        return f'"{filename}"'
+    # Header folds between whole encoded words ("\n "), each within the 75-character limit.
+    return '"' + Header(filename, "utf-8", header_name="Content-Type").encode(maxlinelen=70) + '"'
+
+
+def encoded_size(message: Message) -> int:
+    """An upper estimate of the encoded size of `message`, without building it.
+
+    Base64 lines are 76 characters + CRLF: 4/3 of the data plus 2/76 for line ends.
+    """
+    raw = len(message.text.encode("utf-8")) + len((message.html or "").encode("utf-8"))
+    raw += sum(len(d) for _, _, d in message.attachments) + sum(len(d) for _, _, d in message.inline_images)
+    parts = 2 + len(message.attachments) + len(message.inline_images)
+    return raw * 4 // 3 * 78 // 76 + 1024 * parts + 4096
 
 
 class _KeepDataReply:
@@ -262,6 +312,12 @@ def send_email(settings: EmailChannel, message: Message) -> str:
         ]
     msg = build_email(s, message)
     data = msg.as_bytes()
+    if len(data) > s.max_message_bytes:
+        raise DeliveryError(
+            f"SMTP {where}: the message is {len(data) / 1048576:.1f} MB encoded, over this channel's "
+            f"max_message_bytes ({s.max_message_bytes / 1048576:.1f} MB); not sent",
+            retryable=False,
+        )
     ctx: ssl.SSLContext | None = None
     if s.security != "none":
         try:
