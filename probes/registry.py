@@ -30,6 +30,8 @@ KINDS: Mapping[str, str] = {
     "service": "probes.service",
     "backup_files": "probes.backup_files",
     "log": "probes.logscan",
+    "postgres": "probes.db.postgres",
+    "mysql": "probes.db.mysql",
 }
 
 
