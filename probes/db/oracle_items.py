@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from probes.base import Metric, Status
-from probes.db.backup_age import finished_at, fnum, judge_freshness
 from probes.db.items import (
     BACKUP_TYPE_ZH,
     BackupSeen,
@@ -29,10 +28,10 @@ from probes.db.items import (
     Rows,
     SpaceEntry,
     fmt_bytes,
-    fmt_duration,
     space_outcome,
     threshold_finding,
 )
+from probes.db.vendor_eval import finished_at, fnum, judge_freshness, restart_outcome
 from probes.thresholds import Threshold
 
 DAY_S = 86400.0
@@ -203,7 +202,6 @@ def _s(v: Any) -> str:
 
 def eval_version(data: Mapping[str, Rows], ctx: ItemContext) -> ItemOutcome:
     row = _one(data["instance"])
-    uptime = fnum(row.get("uptime_s"))
     facts = {
         "instance": _s(row.get("instance_name")),
         "host": _s(row.get("host_name")),
@@ -211,21 +209,9 @@ def eval_version(data: Mapping[str, Rows], ctx: ItemContext) -> ItemOutcome:
         "startup_time": _s(row.get("startup_time")),
         "status": _s(row.get("status")),
     }
-    metrics: list[Metric] = []
-    findings: list[Finding] = []
-    if uptime is not None:
-        metrics.append(Metric("uptime_s", round(uptime), "s"))
-        f = threshold_finding(
-            ctx,
-            "uptime_s",
-            uptime,
-            f"实例 {facts['instance']} 于 {fmt_duration(uptime)}前重启（启动时间 {facts['startup_time']}）",
-            category="数据安全类",
-            obj=facts["instance"],
-            unit=" 秒",
-        )
-        if f:
-            findings.append(f)
+    restart = restart_outcome(ctx, row.get("uptime_s"), f"实例 {facts['instance']}", facts["startup_time"])
+    metrics = list(restart.metrics)
+    findings = list(restart.findings)
     status = facts["status"]
     if status and status != "OPEN":
         findings.append(

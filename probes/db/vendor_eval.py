@@ -1,5 +1,6 @@
-"""Backup freshness for engines that keep their own backup history (Oracle RMAN, SQL Server
-msdb): configured expectations first, age limits as the default for everything else.
+"""Evaluations the Oracle and SQL Server items share: restarts, and backup freshness for
+engines that keep their own backup history (RMAN, msdb) — configured expectations first,
+age limits as the default for everything else.
 
 Pure functions. Times are the server's: callers turn a server-computed age into an instant
 on the server's clock (`ItemContext.clock()`), so a skewed agent clock changes nothing.
@@ -24,7 +25,7 @@ from probes.db.items import (
     threshold_finding,
 )
 
-__all__ = ["finished_at", "fnum", "judge_freshness"]
+__all__ = ["finished_at", "fnum", "judge_freshness", "restart_outcome"]
 
 
 def fnum(value: Any) -> float | None:
@@ -35,6 +36,16 @@ def fnum(value: Any) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+def restart_outcome(ictx: ItemContext, uptime_s: Any, who: str, started: str) -> ItemOutcome:
+    """Uptime metric, and a finding when the server restarted recently (threshold uptime_s)."""
+    uptime = fnum(uptime_s)
+    if uptime is None:
+        return ItemOutcome()
+    text = f"{who} 于 {fmt_duration(uptime)}前重启（启动时间 {started}）"
+    f = threshold_finding(ictx, "uptime_s", uptime, text, category="数据安全类", obj=who, unit=" 秒")
+    return ItemOutcome((Metric("uptime_s", round(uptime), "s"),), (f,) if f else ())
 
 
 def finished_at(ictx: ItemContext, age_s: Any) -> datetime | None:
