@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from typing import Any
 from agent.state import Change, CheckState
 from probes.base import CheckResult, Metric, Status
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -233,6 +234,75 @@ _MIGRATIONS: dict[int, str] = {
     CREATE TRIGGER exclusions_log_no_delete BEFORE DELETE ON exclusions_log
         BEGIN SELECT RAISE(ABORT, 'exclusions_log is append-only'); END;
     """,
+    4: """
+    CREATE TABLE interval_log(
+        id INTEGER PRIMARY KEY,
+        interval_id INTEGER NOT NULL,
+        event TEXT NOT NULL,
+        check_id INTEGER NOT NULL,
+        ts INTEGER NOT NULL,
+        state INTEGER,
+        summary TEXT,
+        maintenance TEXT,
+        run_id INTEGER
+    );
+    CREATE INDEX interval_log_interval ON interval_log(interval_id, event);
+    CREATE TABLE run_log(
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL,
+        event TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        pid INTEGER,
+        host TEXT,
+        version TEXT
+    );
+    CREATE INDEX run_log_run ON run_log(run_id, event);
+    CREATE TABLE evidence(
+        tbl INTEGER NOT NULL,
+        id INTEGER NOT NULL,
+        h BLOB NOT NULL,
+        PRIMARY KEY(tbl, id)
+    ) WITHOUT ROWID;
+    CREATE TABLE evidence_heads(
+        tbl INTEGER PRIMARY KEY,
+        last_id INTEGER NOT NULL,
+        h BLOB NOT NULL,
+        rows INTEGER NOT NULL,
+        sealed_ts INTEGER NOT NULL
+    );
+    CREATE TABLE evidence_checkpoints(
+        id INTEGER PRIMARY KEY,
+        tbl TEXT NOT NULL,
+        first_id INTEGER NOT NULL,
+        last_id INTEGER NOT NULL,
+        n INTEGER NOT NULL,
+        h TEXT NOT NULL,
+        min_ts INTEGER,
+        max_ts INTEGER,
+        created_ts INTEGER NOT NULL
+    );
+    INSERT INTO interval_log(interval_id, event, check_id, ts, state, summary, maintenance, run_id)
+        SELECT id, 'open', check_id, start_ts, state, summary, maintenance, run_id FROM intervals ORDER BY id;
+    INSERT INTO interval_log(interval_id, event, check_id, ts)
+        SELECT id, 'close', check_id, end_ts FROM intervals WHERE end_ts IS NOT NULL ORDER BY id;
+    INSERT INTO run_log(run_id, event, ts, pid, host, version)
+        SELECT id, 'start', started_ts, pid, host, version FROM agent_runs ORDER BY id;
+    INSERT INTO run_log(run_id, event, ts)
+        SELECT id, CASE WHEN clean = 1 THEN 'stop' ELSE 'closed' END, stopped_ts FROM agent_runs
+        WHERE stopped_ts IS NOT NULL ORDER BY id;
+    CREATE TRIGGER interval_log_no_update BEFORE UPDATE ON interval_log
+        BEGIN SELECT RAISE(ABORT, 'interval_log is append-only'); END;
+    CREATE TRIGGER interval_log_no_delete BEFORE DELETE ON interval_log
+        BEGIN SELECT RAISE(ABORT, 'interval_log is append-only'); END;
+    CREATE TRIGGER run_log_no_update BEFORE UPDATE ON run_log
+        BEGIN SELECT RAISE(ABORT, 'run_log is append-only'); END;
+    CREATE TRIGGER run_log_no_delete BEFORE DELETE ON run_log
+        BEGIN SELECT RAISE(ABORT, 'run_log is append-only'); END;
+    CREATE TRIGGER evidence_checkpoints_no_update BEFORE UPDATE ON evidence_checkpoints
+        BEGIN SELECT RAISE(ABORT, 'evidence_checkpoints is append-only'); END;
+    CREATE TRIGGER evidence_checkpoints_no_delete BEFORE DELETE ON evidence_checkpoints
+        BEGIN SELECT RAISE(ABORT, 'evidence_checkpoints is append-only'); END;
+    """,
 }
 
 HOUR_MS = 3_600_000
@@ -325,8 +395,10 @@ def _json_default(o: Any) -> Any:
 
 
 class Store:
-    def __init__(self, path: str | Path, readonly: bool = False) -> None:
+    def __init__(self, path: str | Path, readonly: bool = False, evidence_key: bytes | None = None) -> None:
         self.path = Path(path)
+        self.evidence_key = evidence_key
+        """HMAC key of the evidence chain (`storage.evidence_key`); None: plain SHA-256 links."""
         if readonly:
             if not self.path.exists():
                 raise FileNotFoundError(f"no store at {self.path}: has the agent run yet?")
@@ -422,18 +494,52 @@ class Store:
                 ]
                 end = max(run.heartbeat_ts, last_result or 0)
                 db.execute("UPDATE agent_runs SET stopped_ts=?, clean=0 WHERE id=?", (end, run.id))
-                db.execute(
+                self._log_run(db, run.id, "closed", end)
+                self._close_intervals(
+                    db,
                     "UPDATE intervals SET end_ts=max(start_ts, ?) WHERE end_ts IS NULL AND run_id=?",
                     (end, run.id),
                 )
             # Intervals of runs that stopped cleanly are closed already; anything still open
             # here belongs to a run whose row was lost and is closed at its own start.
-            db.execute("UPDATE intervals SET end_ts=start_ts WHERE end_ts IS NULL")
+            self._close_intervals(db, "UPDATE intervals SET end_ts=start_ts WHERE end_ts IS NULL", ())
             cur = db.execute(
                 "INSERT INTO agent_runs(started_ts, heartbeat_ts, pid, host, version) VALUES(?,?,?,?,?)",
                 (now_ms, now_ms, pid, host, version),
             )
-            return int(cur.lastrowid or 0)
+            run_id = int(cur.lastrowid or 0)
+            self._log_run(db, run_id, "start", now_ms, pid, host, version)
+            self._seal(db, now_ms)
+            return run_id
+
+    @staticmethod
+    def _log_run(
+        db: sqlite3.Connection,
+        run_id: int,
+        event: str,
+        ts: int,
+        pid: int | None = None,
+        host: str | None = None,
+        version: str | None = None,
+    ) -> None:
+        db.execute(
+            "INSERT INTO run_log(run_id, event, ts, pid, host, version) VALUES(?,?,?,?,?,?)",
+            (run_id, event, ts, pid, host, version),
+        )
+
+    @staticmethod
+    def _close_intervals(db: sqlite3.Connection, update: str, args: Sequence[Any]) -> None:
+        """Run an UPDATE that closes intervals and log each close (the end time is evidence)."""
+        closed = db.execute(update + " RETURNING id, check_id, end_ts", args).fetchall()
+        db.executemany(
+            "INSERT INTO interval_log(interval_id, event, check_id, ts) VALUES(?, 'close', ?, ?)",
+            sorted(closed),
+        )
+
+    def _seal(self, db: sqlite3.Connection, now_ms: int | None) -> None:
+        from agent.evidence import seal_safely
+
+        seal_safely(db, self.evidence_key, int(time.time() * 1000) if now_ms is None else now_ms)
 
     def heartbeat(self, run_id: int, now_ms: int) -> None:
         with self.tx() as db:
@@ -445,7 +551,11 @@ class Store:
                 "UPDATE agent_runs SET stopped_ts=?, heartbeat_ts=?, clean=1 WHERE id=?",
                 (now_ms, now_ms, run_id),
             )
-            db.execute("UPDATE intervals SET end_ts=max(start_ts, ?) WHERE end_ts IS NULL", (now_ms,))
+            self._log_run(db, run_id, "stop", now_ms)
+            self._close_intervals(
+                db, "UPDATE intervals SET end_ts=max(start_ts, ?) WHERE end_ts IS NULL", (now_ms,)
+            )
+            self._seal(db, now_ms)
 
     @staticmethod
     def _runs(db: sqlite3.Connection, where: str = "", args: Sequence[Any] = ()) -> list[AgentRun]:
@@ -574,14 +684,21 @@ class Store:
                 results,
             )
             for cid, ch in interval_ops:  # order matters: each change closes the previous one
-                db.execute(
+                self._close_intervals(
+                    db,
                     "UPDATE intervals SET end_ts=max(start_ts, ?) WHERE check_id=? AND end_ts IS NULL",
                     (ch.at_ms, cid),
                 )
-                db.execute(
-                    "INSERT INTO intervals(check_id, state, start_ts, summary, run_id, maintenance) "
+                row = (cid, int(ch.state), ch.at_ms, ch.summary, ch.maintenance, run_id)
+                cur = db.execute(
+                    "INSERT INTO intervals(check_id, state, start_ts, summary, maintenance, run_id) "
                     "VALUES(?,?,?,?,?,?)",
-                    (cid, int(ch.state), ch.at_ms, ch.summary, run_id, ch.maintenance),
+                    row,
+                )
+                db.execute(
+                    "INSERT INTO interval_log(interval_id, event, check_id, state, ts, summary, maintenance, "
+                    "run_id) VALUES(?, 'open', ?,?,?,?,?,?)",
+                    (cur.lastrowid, *row),
                 )
             db.executemany(
                 "INSERT INTO check_state(check_id, hard, pending, last_ts, last_status, last_summary) "
@@ -604,6 +721,8 @@ class Store:
                 "DO UPDATE SET ts=excluded.ts, data=excluded.data",
                 memories,
             )
+            # Same transaction again: a result is never on disk without its link.
+            self._seal(db, max((r[1] for r in results), default=None))
 
     def probe_memories(self) -> dict[str, dict[str, Any]]:
         """Every check's last committed probe memory (CheckResult.memory)."""
@@ -714,17 +833,23 @@ class Store:
 
     # ---------------------------------------------------------------- housekeeping
 
-    def prune_results(self, older_than_ms: int, limit: int = 5000) -> int:
+    def prune_results(self, older_than_ms: int, limit: int = 5000, now_ms: int | None = None) -> int:
         """Delete at most `limit` raw results older than the cut-off; roll-ups and intervals stay.
 
         Small batches keep each write transaction short so the recorder is never blocked long.
+        Each batch is a contiguous run of the oldest sealed ids, recorded as an evidence
+        checkpoint in the same transaction, so the chain still verifies after pruning.
         """
+        from agent.evidence import prune_with_checkpoint
+
         with self.tx() as db:
-            cur = db.execute(
-                "DELETE FROM results WHERE id IN (SELECT id FROM results WHERE ts < ? ORDER BY ts LIMIT ?)",
-                (older_than_ms, limit),
+            return prune_with_checkpoint(
+                db,
+                self.evidence_key,
+                older_than_ms,
+                limit,
+                int(time.time() * 1000) if now_ms is None else now_ms,
             )
-            return cur.rowcount
 
     def record_report(self, kind: str, period: str, generated_ms: int, path: str) -> None:
         with self.tx() as db:
