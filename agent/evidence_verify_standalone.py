@@ -406,13 +406,18 @@ def recompute(root: str, manifest: dict[str, Any]) -> tuple[list[str], list[str]
     gaps = agent_gaps(runs, start, stop, now)
     lines, differ = [], []
     for s in systems:
+        if not s["checks"]:
+            lines.append(f"{s['name']}: — (no availability-critical checks / 未配置可用性关键检查项)")
+            if s.get("agent_figures"):
+                differ.append(s["name"])
+            continue
         tot = system_figures(s, intervals, gaps, start, stop)
         accountable = tot["planned"] - tot[MAINTENANCE] - tot[FORCE_MAJEURE]
         mine = pct(tot[AVAILABLE], accountable)
         agent = s.get("agent_figures") or {}
-        same = all(tot.get(k) == agent.get(k + "_ms") for k in ("planned",) + CATEGORIES if agent)
+        same = bool(agent) and all(tot.get(k) == agent.get(k + "_ms") for k in ("planned", *CATEGORIES))
         mark = "same as agent" if same else "DIFFERS from agent"
-        if agent and not same:
+        if not same:
             differ.append(s["name"])
         shown = "—" if mine is None else f"{mine:.4f} %"
         sec = {k: f"{v / 1000:.0f} s" for k, v in tot.items()}
