@@ -384,6 +384,19 @@ def test_recipients_follow_the_kind_and_unknown_channels_are_refused(tmp_path: P
         send_report(rig.config, rig.store, weekly, rig.now_ms(), channels=["ops-mail"])
 
 
+def test_each_inspection_run_is_sent_but_a_periodic_rerun_is_not(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, free_port())
+    first = make_archive(tmp_path / "i", kind="inspection", period="2026-09-30")
+    second = dataclasses.replace(first, generated_ms=first.generated_ms + 3_600_000)
+    assert send_report(rig.config, rig.store, first, rig.now_ms(), channels=["ops-mail"]) == 1
+    assert send_report(rig.config, rig.store, second, rig.now_ms(), channels=["ops-mail"]) == 1
+    monthly = make_archive(tmp_path / "m")
+    later = dataclasses.replace(monthly, generated_ms=monthly.generated_ms + 3_600_000)
+    assert send_report(rig.config, rig.store, monthly, rig.now_ms()) == 1
+    assert send_report(rig.config, rig.store, later, rig.now_ms()) == 1  # replaces, same row
+    assert rig.store.db.execute("SELECT count(*) FROM outbox").fetchone()[0] == 3
+
+
 def test_fault_notices_still_go_through_the_combined_sender(tmp_path: Path, smtp: SmtpServer) -> None:
     rig = Rig(tmp_path, smtp.port)
     payload = message_to_json(Message(subject="【二级·故障】LIS 不可用", text="HTTP 500"))

@@ -10,7 +10,8 @@ not grow by megabytes per report. If a file is gone or was changed after queuein
 fails with a reason that names the file, and the row stays visible as failed
 (`sentinel notifications`) until someone restores the file or re-runs the report.
 
-Deduplication: the row's key is ``report:<kind>:<period>:<channel>``. Queueing the same report
+Deduplication: the row's key is ``report:<kind>:<period>:<channel>`` (inspections, which are
+run on demand, add their generation time). Queueing the same report
 again (a re-run, a catch-up after a restart) does not send it twice: a delivered row stays
 delivered; an undelivered one is replaced by the newer version and tried at once.
 
@@ -151,7 +152,18 @@ def pdf_kinds(config: Any) -> tuple[str, ...]:
     return DEFAULT_PDF_KINDS if kinds is None else tuple(kinds)
 
 
-def dedup_key(kind: str, period: str, channel: str) -> str:
+ON_DEMAND_KINDS = frozenset({"inspection"})
+"""Kinds where each run is a new report (an inspection run twice on one day is two inspections)."""
+
+
+def dedup_key(kind: str, period: str, channel: str, generated_ms: int | None = None) -> str:
+    """The outbox key: one delivery per report, period and channel.
+
+    On-demand kinds add the generation time, so a second inspection is sent as well, while
+    the periodic kinds' re-runs and catch-ups are not sent twice.
+    """
+    if kind in ON_DEMAND_KINDS and generated_ms is not None:
+        period = f"{period}@{generated_ms}"
     return f"report:{kind}:{period}:{channel}"
 
 
@@ -277,7 +289,7 @@ def send_report(
     queued = 0
     with store.tx() as db:
         for channel in names:
-            key = dedup_key(archived.kind, archived.period, channel)
+            key = dedup_key(archived.kind, archived.period, channel, archived.generated_ms)
             headers = {**dict(payload.headers), "Message-ID": _message_id(key)}
             message = replace(payload, headers=headers).to_json()
             cur = db.execute(

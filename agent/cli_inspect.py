@@ -1,0 +1,211 @@
+"""`sentinel inspect --reason "国庆节前巡检" [--send] [--check NAME …]`: an inspection on demand.
+
+Runs every enabled check (or the named ones) now, as `sentinel check` does, then builds the
+holiday / major-event inspection report from those results and the store, archives it (HTML,
+PDF where configured, JSON, SHA-256, evidence chain head) and with --send queues it for the
+recipients of the `inspection` kind. The exit code is the worst status, like `sentinel check`
+(0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN); a report that cannot be built or sent exits 4, a wrong
+check name or channel 2.
+
+Results of an on-demand run are not written into the store: the daemon's state machine,
+availability and faults see only their own scheduled runs. Probe memory is read (so a log
+probe reports what is new since the daemon's last read) but never written back.
+
+Sending: the row goes into the outbox, which the running agent delivers. When no agent holds
+the store (its lock is free), the command delivers the rows itself once before exiting, so
+`--send` also works on a machine where the agent is stopped; a failed attempt stays queued.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+EXIT_USAGE = 2
+EXIT_REPORT = 4
+SCHEDULED_KIND = "inspection"
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "inspect",
+        help="run every check now and write an inspection report (节前/重大活动巡检)",
+        description="Run every enabled check (or those named with --check) now, then write the "
+        "holiday / major-event inspection report with the current state and findings. Exit code "
+        "is the worst status, as for `sentinel check`.",
+    )
+    p.add_argument("--reason", required=True, help='why, printed as the title, e.g. "国庆节前巡检"')
+    p.add_argument("--check", dest="checks", action="append", default=[], metavar="NAME",
+                   help="only this check (repeatable; default: every enabled check)")  # fmt: skip
+    p.add_argument("--send", action="store_true", help="e-mail the report to the inspection recipients")
+    p.add_argument("--json", action="store_true", help="print the results and archive paths as JSON")
+    # The daemon's scheduled run passes the holiday's first day; it is recorded as done for it.
+    p.add_argument("--holiday", metavar="YYYY-MM-DD", help=argparse.SUPPRESS)
+    return p
+
+
+def run_checks_now(
+    config: Any, names: Sequence[str], clock: Callable[[], float] = time.time
+) -> list[tuple[str, Any]]:
+    """Run the named (or all enabled) checks once; (name, CheckResult) in configuration order.
+
+    A check that produced nothing by its deadline (plus a margin) gets an UNKNOWN result that
+    says so, never a silent gap. KeyError names unknown checks.
+    """
+    from agent.checks import build_specs, select
+    from agent.cli import _history_reader
+    from agent.runner import ProbeRunner
+    from probes.base import CheckResult, Status
+    from probes.sshconn import SshPool
+
+    specs = build_specs(select(config.checks, list(names)))
+    memories: dict[str, Any] = {}
+    if config.storage.path.exists():
+        from agent.store import Store
+
+        reader = Store(config.storage.path, readonly=True)
+        try:
+            memories = reader.probe_memories()
+        finally:
+            reader.close()
+    results: dict[str, Any] = {}
+    done = threading.Event()
+    lock = threading.Lock()
+
+    def sink(name: str, result: Any) -> None:
+        with lock:
+            results[name] = result
+            if len(results) == len(specs):
+                done.set()
+
+    pool = SshPool()
+    runner = ProbeRunner(
+        sink,
+        config.agent.workers,
+        _history_reader(config),
+        clock,
+        memory=lambda name: memories.get(name, {}),
+        tz=config.site.tz,
+        shared={"ssh": pool},
+    )
+    try:
+        for spec in specs:
+            runner.submit(spec)
+        longest = max((s.timeout_s for s in specs), default=0.0)
+        done.wait(longest + 5.0 if specs else 0)
+    finally:
+        runner.stop()
+        pool.close_all()
+    out = []
+    for spec in specs:
+        result = results.get(spec.name)
+        if result is None:
+            result = CheckResult(
+                Status.UNKNOWN,
+                f"巡检时未在 {spec.timeout_s:g} 秒内返回结果",
+                started_at=datetime.fromtimestamp(clock(), UTC),
+            )
+        out.append((spec.name, result))
+    return out
+
+
+def _deliver_if_agent_stopped(config: Any, store: Any, keys: Sequence[str]) -> str:
+    """Send queued rows now when no agent holds the store; otherwise leave them to the agent."""
+    import os
+
+    from agent.outbox import Dispatcher
+    from agent.reports.delivery import make_sender
+    from agent.store import StoreLocked, acquire_lock
+
+    try:
+        fd = acquire_lock(config.storage.path)
+    except StoreLocked:
+        return "已加入发送队列，由运行中的监测程序发送（sentinel notifications 查看进度）"
+    try:
+        channels = config.notifications.channels
+        dispatcher = Dispatcher(store, make_sender(channels), time.time, known_channels=channels)
+        dispatcher.run_once()
+    finally:
+        os.close(fd)  # releases the lock: a starting agent must not find it taken
+    marks = ",".join("?" * len(keys))
+    rows = store.db.execute(f"SELECT status, last_error FROM outbox WHERE dedup_key IN ({marks})", keys)
+    failed = [err for status, err in rows if status != "delivered"]
+    if failed:
+        return f"发送未成功，已留在队列中：{failed[0] or '等待重试'}"
+    return "已发送"
+
+
+def run(config: Any, args: argparse.Namespace) -> int:
+    from agent.cli import _print_table, _result_json
+
+    try:
+        rows = run_checks_now(config, args.checks)
+    except KeyError as exc:
+        print(f"sentinel: unknown check(s): {exc.args[0]}", file=sys.stderr)
+        return EXIT_USAGE
+    worst = int(max((r.status for _, r in rows), default=0))
+    now_ms = int(time.time() * 1000)
+
+    from agent.store import Store
+
+    store = Store(config.storage.path)
+    try:
+        try:
+            from agent.reports.archive import build_inspection
+
+            archived = build_inspection(config, store, dict(rows), args.reason, now_ms)
+        except (ImportError, OSError, ValueError) as exc:
+            print(f"sentinel: the inspection report could not be written: {exc}", file=sys.stderr)
+            return EXIT_REPORT
+        if args.holiday:
+            store.record_report(SCHEDULED_KIND, args.holiday, now_ms, str(archived.html_path))
+        sent = None
+        if args.send:
+            from agent.reports.delivery import dedup_key, report_channels, send_report
+
+            try:
+                queued = send_report(config, store, archived, now_ms)
+            except KeyError as exc:
+                print(f"sentinel: report recipient channel(s) not configured: {exc.args[0]}", file=sys.stderr)
+                return EXIT_USAGE
+            except FileNotFoundError as exc:
+                print(f"sentinel: {exc}", file=sys.stderr)
+                return EXIT_REPORT
+            if queued == 0:
+                sent = "未发送：没有为 inspection 配置收件渠道（reports.recipients），或已发送过"
+            else:
+                keys = [
+                    dedup_key(archived.kind, archived.period, c, archived.generated_ms)
+                    for c in report_channels(config, archived.kind)
+                ]
+                sent = _deliver_if_agent_stopped(config, store, keys)
+    finally:
+        store.close()
+
+    files = {"html": str(archived.html_path), "json": str(archived.json_path)}
+    if archived.pdf_path is not None:
+        files["pdf"] = str(archived.pdf_path)
+    if args.json:
+        doc = {
+            "reason": args.reason,
+            "worst": ["OK", "WARN", "CRIT", "UNKNOWN"][worst],
+            "results": [_result_json(n, r) for n, r in rows],
+            "report": {"kind": archived.kind, "period": archived.period, "files": files},
+            "sent": sent,
+        }
+        print(json.dumps(doc, ensure_ascii=False, indent=2))
+    else:
+        _print_table(["CHECK", "STATUS", "SUMMARY"], [[n, r.status.name, r.summary] for n, r in rows])
+        print(f"\n{args.reason}：报告已归档 {files['html']}")
+        for kind, path in files.items():
+            if kind != "html":
+                print(f"  {kind}: {path}")
+        if sent is not None:
+            print(sent)
+    return worst
