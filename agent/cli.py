@@ -75,11 +75,19 @@ def _parser() -> argparse.ArgumentParser:
 
     cli_ops.add_parsers(sub)
     cli_availability.add_parsers(sub)
+    from agent.cli_ssh import add_parser as add_ssh_parser
+
+    add_ssh_parser(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "ssh":
+        # Recording a host key needs no configuration (it comes before the first SSH check).
+        from agent import cli_ssh
+
+        return cli_ssh.run(args)
     from agent.config import ConfigError, load
 
     try:
@@ -191,7 +199,10 @@ def _cmd_check(config: Any, args: argparse.Namespace) -> int:
                 done.set()
 
     history = _history_reader(config)
-    runner = ProbeRunner(sink, config.agent.workers, history)
+    from probes.sshconn import SshPool
+
+    pool = SshPool()  # checks of one host share a login, as in the daemon
+    runner = ProbeRunner(sink, config.agent.workers, history, tz=config.site.tz, shared={"ssh": pool})
     for spec in specs:
         runner.submit(spec)
     # Each submission is guaranteed one result by its deadline; the margin only covers
@@ -199,6 +210,7 @@ def _cmd_check(config: Any, args: argparse.Namespace) -> int:
     longest = max((s.timeout_s for s in specs), default=0.0)
     done.wait(longest + 5.0 if specs else 0)
     runner.stop()
+    pool.close_all()
     rows = [(s.name, results.get(s.name)) for s in specs]
     worst = max((r.status for _, r in rows if r is not None), default=0)
     if any(r is None for _, r in rows):

@@ -7,6 +7,7 @@ the whole file in one pass. `load()` raises `ConfigError`; the CLI prints it and
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -205,26 +206,25 @@ class CheckCommon(Model):
         return rules
 
 
-def _check_models() -> dict[str, type[CheckCommon]]:
-    models: dict[str, type[CheckCommon]] = {}
-    for kind in registry.KINDS:
-        settings = registry.settings_model(kind)
-        overrides: dict[str, Any] = {}
-        # Event-like kinds (a log line, a restart) are over by the next run: their failures
-        # would never be confirmed at the usual 3 consecutive samples.
-        confirmations = getattr(registry.module(kind), "DEFAULT_CONFIRMATIONS", None)
-        if confirmations is not None:
-            overrides["confirmations"] = (int, Field(confirmations, ge=1, le=20))
-        models[kind] = create_model(  # type: ignore[call-overload]
-            f"{kind.capitalize()}Check",
-            __base__=(CheckCommon, settings),
-            kind=(Literal[kind], ...),
-            **overrides,
-        )
-    return models
-
-
-CHECK_MODELS = _check_models()
+@functools.cache
+def check_model(kind: str) -> type[CheckCommon] | None:
+    """The model of one kind's checks (CheckCommon + the kind's settings), built on first use so
+    a site pays only for the probe kinds it configures."""
+    if kind not in registry.KINDS:
+        return None
+    settings = registry.settings_model(kind)
+    overrides: dict[str, Any] = {}
+    # Event-like kinds (a log line, a restart) are over by the next run: their failures
+    # would never be confirmed at the usual 3 consecutive samples.
+    confirmations = getattr(registry.module(kind), "DEFAULT_CONFIRMATIONS", None)
+    if confirmations is not None:
+        overrides["confirmations"] = (int, Field(confirmations, ge=1, le=20))
+    return create_model(  # type: ignore[call-overload, no-any-return]
+        f"{kind.capitalize()}Check",
+        __base__=(CheckCommon, settings),
+        kind=(Literal[kind], ...),
+        **overrides,
+    )
 
 
 class Reports(Model):
@@ -437,7 +437,7 @@ def _model_at(loc: Sequence[Any], raw: Any) -> type[BaseModel] | None:
         item = items[parts[1]] if isinstance(items, list) and parts[1] < len(items) else None
         if not isinstance(item, dict):
             return None
-        model, node, parts = CHECK_MODELS.get(str(item.get("kind"))), item, parts[2:]
+        model, node, parts = check_model(str(item.get("kind"))), item, parts[2:]
     for part in parts:
         if isinstance(part, int):
             node = node[part] if isinstance(node, list) and part < len(node) else None
@@ -498,12 +498,12 @@ def _validate_checks(raw_checks: Any, problems: list[tuple[tuple[Any, ...], dict
             problems.append((("checks", i), {"type": "t", "loc": (), "msg": "each check must be a mapping"}))
             continue
         kind = item.get("kind")
-        model = CHECK_MODELS.get(str(kind)) if kind is not None else None
+        model = check_model(str(kind)) if kind is not None else None
         if model is None:
             if kind is None:
                 problems.append((("checks", i, "kind"), {"type": "missing", "loc": ()}))
             else:
-                close = difflib.get_close_matches(str(kind), list(CHECK_MODELS), n=1)
+                close = difflib.get_close_matches(str(kind), list(registry.KINDS), n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
                 problems.append(
                     (
@@ -511,7 +511,8 @@ def _validate_checks(raw_checks: Any, problems: list[tuple[tuple[Any, ...], dict
                         {
                             "type": "t",
                             "loc": (),
-                            "msg": f"unknown kind {kind!r}{hint}; known: " + ", ".join(sorted(CHECK_MODELS)),
+                            "msg": f"unknown kind {kind!r}{hint}; known: "
+                            + ", ".join(sorted(registry.KINDS)),
                         },
                     )
                 )

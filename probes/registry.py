@@ -32,6 +32,10 @@ KINDS: Mapping[str, str] = {
     "log": "probes.logscan",
     "postgres": "probes.db.postgres",
     "mysql": "probes.db.mysql",
+    "oracle": "probes.db.oracle",
+    "mssql": "probes.db.mssql",
+    "ssh_host": "probes.ssh_host",
+    "ssh_command": "probes.ssh_command",
 }
 
 
