@@ -683,23 +683,7 @@ class Store:
                 "VALUES(?,?,?,?,?,?,?,?)",
                 results,
             )
-            for cid, ch in interval_ops:  # order matters: each change closes the previous one
-                self._close_intervals(
-                    db,
-                    "UPDATE intervals SET end_ts=max(start_ts, ?) WHERE check_id=? AND end_ts IS NULL",
-                    (ch.at_ms, cid),
-                )
-                row = (cid, int(ch.state), ch.at_ms, ch.summary, ch.maintenance, run_id)
-                cur = db.execute(
-                    "INSERT INTO intervals(check_id, state, start_ts, summary, maintenance, run_id) "
-                    "VALUES(?,?,?,?,?,?)",
-                    row,
-                )
-                db.execute(
-                    "INSERT INTO interval_log(interval_id, event, check_id, state, ts, summary, maintenance, "
-                    "run_id) VALUES(?, 'open', ?,?,?,?,?,?)",
-                    (cur.lastrowid, *row),
-                )
+            self._apply_changes(db, run_id, interval_ops)
             db.executemany(
                 "INSERT INTO check_state(check_id, hard, pending, last_ts, last_status, last_summary) "
                 "VALUES(?,?,?,?,?,?) ON CONFLICT(check_id) DO UPDATE SET hard=excluded.hard, "
@@ -722,6 +706,57 @@ class Store:
                 memories,
             )
             # Same transaction again: a result is never on disk without its link.
+            self._seal(db, max((r[1] for r in results), default=None))
+
+    def _apply_changes(
+        self, db: sqlite3.Connection, run_id: int | None, interval_ops: Sequence[tuple[int, Change]]
+    ) -> None:
+        for cid, ch in interval_ops:  # order matters: each change closes the previous one
+            self._close_intervals(
+                db,
+                "UPDATE intervals SET end_ts=max(start_ts, ?) WHERE check_id=? AND end_ts IS NULL",
+                (ch.at_ms, cid),
+            )
+            row = (cid, int(ch.state), ch.at_ms, ch.summary, ch.maintenance, run_id)
+            cur = db.execute(
+                "INSERT INTO intervals(check_id, state, start_ts, summary, maintenance, run_id) "
+                "VALUES(?,?,?,?,?,?)",
+                row,
+            )
+            db.execute(
+                "INSERT INTO interval_log(interval_id, event, check_id, state, ts, summary, maintenance, "
+                "run_id) VALUES(?, 'open', ?,?,?,?,?,?)",
+                (cur.lastrowid, *row),
+            )
+
+    def append_bulk(
+        self,
+        run_id: int | None,
+        results: Sequence[tuple[int, int, int, int, str, str | None]],
+        changes: Sequence[tuple[int, Change]] = (),
+        rollups: Sequence[tuple[int, str, int, int, float, float, float, float, str]] = (),
+    ) -> None:
+        """Import or replay history in one transaction: raw result rows (check_id, ts, status,
+        duration_ms, summary, metrics JSON), the interval changes they cause in time order, and
+        finished hourly roll-ups (check_id, metric, hour_ts, n, min, max, sum, last, unit).
+
+        The same tables, logs and evidence links as `write_batch`, without building a
+        CheckResult per sample (benchmarks, migrations from another monitor).
+        """
+        with self.tx() as db:
+            db.executemany(
+                "INSERT INTO results(check_id, ts, status, duration_ms, summary, metrics, run_id) "
+                f"VALUES(?,?,?,?,?,?,{int(run_id) if run_id is not None else 'NULL'})",
+                results,
+            )
+            self._apply_changes(db, run_id, changes)
+            db.executemany(
+                "INSERT INTO rollups(check_id, metric, hour_ts, n, vmin, vmax, vsum, vlast, unit) "
+                "VALUES(?,?,?,?,?,?,?,?,?) ON CONFLICT(check_id, metric, hour_ts) DO UPDATE SET "
+                "n=n+excluded.n, vmin=min(vmin, excluded.vmin), vmax=max(vmax, excluded.vmax), "
+                "vsum=vsum+excluded.vsum, vlast=excluded.vlast",
+                rollups,
+            )
             self._seal(db, max((r[1] for r in results), default=None))
 
     def probe_memories(self) -> dict[str, dict[str, Any]]:
