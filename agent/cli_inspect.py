@@ -1,11 +1,12 @@
 """`sentinel inspect --reason "国庆节前巡检" [--send] [--check NAME …]`: an inspection on demand.
 
 Runs every enabled check (or the named ones) now, as `sentinel check` does, then builds the
-holiday / major-event inspection report from those results and the store, archives it (HTML,
-PDF where configured, JSON, SHA-256, evidence chain head) and with --send queues it for the
-recipients of the `inspection` kind. The exit code is the worst status, like `sentinel check`
-(0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN); a report that cannot be built or sent exits 4, a wrong
-check name or channel 2.
+holiday / major-event inspection report from those results and the store
+(agent.reports.inspection.build_inspection), archives it with agent.reports.archive.publish
+(HTML, PDF when `reports.pdf` lists `inspection`, JSON, SHA-256, evidence chain head) and with
+--send queues it for the recipients of the `inspection` kind. The exit code is the worst
+status, like `sentinel check` (0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN); a report that cannot be built
+or sent exits 4, a wrong check name or channel 2.
 
 Results of an on-demand run are not written into the store: the daemon's state machine,
 availability and faults see only their own scheduled runs. Probe memory is read (so a log
@@ -141,6 +142,24 @@ def _deliver_if_agent_stopped(config: Any, store: Any, keys: Sequence[str]) -> s
     return "已发送"
 
 
+def _write_report(config: Any, store: Any, rows: Sequence[tuple[str, Any]], reason: str, now_ms: int) -> Any:
+    """Build the inspection report from the fresh results and archive it (PDF if configured)."""
+    from agent.reports.archive import publish
+    from agent.reports.delivery import pdf_kinds
+    from agent.reports.inspection import build_inspection
+    from agent.reports.pdf import PdfUnavailable
+
+    data = build_inspection(config, store, rows, reason, now_ms)
+    lang = getattr(config.reports, "lang", "zh")
+    want_pdf = SCHEDULED_KIND in pdf_kinds(config)
+    try:
+        return publish(config, data, lang=lang, pdf=want_pdf, recorder=store)
+    except PdfUnavailable as exc:
+        # The HTML is what the engineers read first; a missing PDF library must not cost it.
+        print(f"sentinel: no PDF: {exc}", file=sys.stderr)
+        return publish(config, data, lang=lang, pdf=False, recorder=store)
+
+
 def run(config: Any, args: argparse.Namespace) -> int:
     from agent.cli import _print_table, _result_json
 
@@ -157,10 +176,8 @@ def run(config: Any, args: argparse.Namespace) -> int:
     store = Store(config.storage.path)
     try:
         try:
-            from agent.reports.archive import build_inspection
-
-            archived = build_inspection(config, store, dict(rows), args.reason, now_ms)
-        except (ImportError, OSError, ValueError) as exc:
+            archived = _write_report(config, store, rows, args.reason, now_ms)
+        except (OSError, ValueError, KeyError) as exc:
             print(f"sentinel: the inspection report could not be written: {exc}", file=sys.stderr)
             return EXIT_REPORT
         if args.holiday:

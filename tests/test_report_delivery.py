@@ -6,7 +6,9 @@ Content-ID, two real PNGs, a PDF, the JSON), the way agent.reports.archive leave
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import re
 import struct
 import zlib
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from agent.notify import Message, WebhookChannel, parse_channel
 from agent.notify.channels import DeliveryError
 from agent.notify.email import send_email
 from agent.outbox import BACKOFF_S, Dispatcher, list_rows, retry_failed
+from agent.reports.archive import ArchivedReport
 from agent.reports.delivery import (
     ReportPayload,
     dedup_key,
@@ -33,33 +36,13 @@ from agent.reports.delivery import (
     send_report,
 )
 from agent.store import Store
-from tests.conftest import FakeClock, free_port
+from tests.conftest import FakeClock, free_port, need
 from tests.test_notify_flow import SmtpServer
 
-try:
-    from agent.reports.archive import ArchivedReport
-except ImportError:  # the archive module arrives with the report kinds; same fields
-
-    @dataclass(frozen=True)
-    class ArchivedReport:  # type: ignore[no-redef]
-        kind: str
-        period: str
-        title: str
-        html_path: Path
-        pdf_path: Path | None
-        json_path: Path
-        sha256: dict[str, str]
-        chain_head: str | None
-        images: list[tuple[str, Path]]
-        text_body: str
-        generated_ms: int
-        late: bool
-
-
 T0 = 1_793_577_600.0  # 2026-11-02 00:00 Shanghai (Mon), the first working day after October
-TITLE = "月度巡检报告 2026年10月"
-SUBJECT = "【测试医院】月度巡检报告 2026年10月（2026-10）"
-PDF_NAME = "测试医院-月度巡检报告 2026年10月-2026-10.pdf"
+TITLE = "月度巡检报告"
+SUBJECT = "【月度巡检报告】测试医院 2026-10"
+PDF_NAME = "测试医院-月度巡检报告-2026-10.pdf"
 
 
 def png(width: int, height: int, grey: int) -> bytes:
@@ -80,17 +63,21 @@ def png(width: int, height: int, grey: int) -> bytes:
 
 def make_archive(root: Path, pdf_size: int = 40_000, kind: str = "monthly", period: str = "2026-10") -> Any:
     root.mkdir(parents=True, exist_ok=True)
-    html = root / f"{kind}-{period}.html"
-    html.write_text(
-        "<!doctype html><html><head><meta charset='utf-8'><title>月度巡检报告</title></head><body>"
-        "<h1>月度巡检报告 2026年10月</h1><p>HIS 可用率 99.812%</p>"
-        '<img src="cid:chart-avail" alt="各系统可用率"><img src="cid:chart-faults" alt="故障分级">'
-        "</body></html>",
-        encoding="utf-8",
-    )
     charts = [("chart-avail", root / "avail.png"), ("chart-faults", root / "faults.png")]
     charts[0][1].write_bytes(png(60, 20, 80))
     charts[1][1].write_bytes(png(40, 30, 200))
+    # The archive's form: charts embedded as data: URIs, named by data-cid for the mail.
+    imgs = "".join(
+        f'<img src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}" alt="图{n}" '
+        f'data-cid="{cid}" width="60">'
+        for n, (cid, path) in enumerate(charts)
+    )
+    html = root / f"{kind}-{period}.html"
+    html.write_text(
+        "<!doctype html><html><head><meta charset='utf-8'><title>月度巡检报告</title></head><body>"
+        f"<h1>月度巡检报告 2026年10月</h1><p>HIS 可用率 99.812%</p>{imgs}</body></html>",
+        encoding="utf-8",
+    )
     pdf = root / f"{kind}-{period}.pdf"
     pdf.write_bytes(b"%PDF-1.7\n" + bytes(range(256)) * (pdf_size // 256) + b"\n%%EOF\n")
     data = root / f"{kind}-{period}.json"
@@ -109,6 +96,7 @@ def make_archive(root: Path, pdf_size: int = 40_000, kind: str = "monthly", peri
         "一级故障 0 起，二级故障 1 起",
         generated_ms=int(T0 * 1000),
         late=False,
+        site="测试医院",
     )
 
 
@@ -208,9 +196,10 @@ def test_monthly_report_arrives_with_alternative_related_images_and_pdf(
     assert "证据链头：" + "9f2c" * 16 in body
     html_text = html.get_content()
     assert "HIS 可用率 99.812%" in html_text
+    assert "data:image" not in html_text  # embedded charts switched to cid: for mail clients
 
     by_cid = {p["Content-ID"].strip("<>"): p for p in images}
-    referenced = {ref for ref in ("chart-avail", "chart-faults") if f"cid:{ref}" in html_text}
+    referenced = set(re.findall(r'src="cid:([^"]+)"', html_text))
     assert referenced == set(by_cid) == {"chart-avail", "chart-faults"}
     for cid, path in archived.images:
         part = by_cid[cid]
@@ -315,13 +304,13 @@ def test_file_changed_after_queueing_is_refused_and_a_rerun_replaces_the_row(
 
 def test_html_showing_an_image_the_report_lacks_is_not_sent(tmp_path: Path) -> None:
     config = make_config(free_port())
-    archived = dataclasses.replace(
-        make_archive(tmp_path / "a"), images=[("chart-avail", tmp_path / "a" / "avail.png")]
-    )
+    archived = make_archive(tmp_path / "a")
+    html = Path(archived.html_path)
+    html.write_text(html.read_text(encoding="utf-8") + '<img src="cid:chart-gone">', encoding="utf-8")
     payload = report_payload(config, archived)
     with pytest.raises(DeliveryError) as exc:
         load_report_message(payload, config.notifications.channels["ops-mail"])
-    assert "cid:chart-faults" in exc.value.reason and not exc.value.retryable
+    assert "cid:chart-gone" in exc.value.reason and not exc.value.retryable
 
 
 def test_pdf_over_the_size_bound_is_left_out_with_a_note(tmp_path: Path) -> None:
@@ -417,3 +406,61 @@ def test_late_report_says_so_in_subject_and_text(tmp_path: Path) -> None:
     assert payload.subject.endswith("【补发】")
     assert "恢复后补做" in payload.text
     assert parse_channel({"type": "webhook", "url": "http://127.0.0.1:9/"})  # channel parsing unaffected
+
+
+def test_real_monthly_report_from_the_archive_arrives_through_the_outbox(
+    tmp_path: Path, smtp: SmtpServer
+) -> None:
+    """The monthly report as agent.reports writes it (charts, WeasyPrint PDF), end to end."""
+    try:
+        import weasyprint
+    except (ImportError, OSError):
+        weasyprint = None
+    need(weasyprint is not None, "WeasyPrint is not installed (PDF of the monthly report)")
+    from agent.periods import parse_period
+    from agent.reports.archive import publish
+    from agent.reports.periodic import build_periodic
+
+    base = parse(f"""
+site: {{name: 测试医院, timezone: Asia/Shanghai}}
+storage: {{path: {tmp_path / "s.db"}}}
+reports: {{output_dir: {tmp_path / "reports"}}}
+systems: [{{name: HIS}}]
+checks:
+  - {{name: his-web, kind: tcp, host: 127.0.0.1, port: 9, system: HIS}}
+notifications:
+  channels:
+    ops-mail: {{type: email, host: 127.0.0.1, port: {smtp.port}, security: none, timeout: 5s,
+               sender: "HIS Sentinel <sentinel@hospital.local>", to: [ops@hospital.local]}}
+""")
+    config = Cfg(base.site, base.notifications, Reports({"monthly": ("ops-mail",)}))
+    clock = FakeClock(T0)
+    store = Store(base.storage.path)
+    store.sync_checks([("his-web", "tcp", "HIS")], 0)
+    period = parse_period("2026-10", base.site.tz)
+    archived = publish(
+        base, build_periodic(base, store, "monthly", period, int(T0 * 1000)), pdf=True, recorder=store
+    )
+    assert archived.pdf_path is not None and archived.images
+    assert send_report(config, store, archived, int(T0 * 1000)) == 1
+    dispatcher = Dispatcher(Store(base.storage.path), make_sender(base.notifications.channels), clock)
+    assert dispatcher.run_once() == 1
+    [mail] = smtp.inbox.messages
+    assert mail["Subject"] == "【月度巡检报告】测试医院 2026-10"
+    alt, pdf = children(mail)
+    text, related = children(alt)
+    html, *images = children(related)
+    assert (alt.get_content_type(), text.get_content_type(), html.get_content_type()) == (
+        "multipart/alternative",
+        "text/plain",
+        "text/html",
+    )
+    html_text = html.get_content()
+    refs = set(re.findall(r'src="cid:([^"]+)"', html_text))
+    parts = {p["Content-ID"].strip("<>"): p.get_content() for p in images}
+    assert refs == set(parts) == {cid for cid, _ in archived.images}
+    assert all(data.startswith(b"\x89PNG") for data in parts.values())
+    assert "data:image" not in html_text
+    assert pdf.get_filename() == "测试医院-月度巡检报告-2026-10.pdf"
+    assert pdf.get_content() == Path(archived.pdf_path).read_bytes()
+    assert pdf.get_content().startswith(b"%PDF")

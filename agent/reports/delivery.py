@@ -63,6 +63,9 @@ MAX_TEXT_CHARS = 100_000
 CHAT_SUMMARY_LINES = 30
 
 _CID_REF = re.compile(r"""cid:([^"'\s)>]+)""", re.IGNORECASE)
+_IMG_TAG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
+_DATA_CID = re.compile(r'\bdata-cid="([^"]+)"')
+_DATA_SRC = re.compile(r'\bsrc="data:[^"]*"')
 _UNSAFE_FILENAME = re.compile(r'[\\/:*?"<>|\x00-\x1f\x7f]+')
 _MSGID_UNSAFE = re.compile(r"[^A-Za-z0-9.-]+")
 _MIME_BY_SUFFIX = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif"}
@@ -212,6 +215,17 @@ def report_subject(site_name: str, title: str, period: str, late: bool) -> str:
     return " ".join(subject.split())
 
 
+def _reason_of(archived: ArchivedReport) -> str | None:
+    """An inspection's reason (国庆节前巡检) from its archived data: it belongs in the subject."""
+    if archived.kind not in ON_DEMAND_KINDS:
+        return None
+    try:
+        reason = json.loads(Path(archived.json_path).read_text(encoding="utf-8")).get("reason")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return " ".join(str(reason).split())[:60] if reason else None
+
+
 def report_payload(config: Any, archived: ArchivedReport) -> ReportPayload:
     """The outbox payload of `archived` (the same for every channel but its Message-ID).
 
@@ -221,7 +235,14 @@ def report_payload(config: Any, archived: ArchivedReport) -> ReportPayload:
     from agent.reports.render import environment
 
     site_name = str(config.site.name)
-    subject = report_subject(site_name, archived.title, archived.period, archived.late)
+    own = getattr(archived, "subject", None)
+    if callable(own):  # the archive's own wording (and language) for the report
+        subject = " ".join(str(own()).split()) + ("【补发】" if archived.late else "")
+    else:
+        subject = report_subject(site_name, archived.title, archived.period, archived.late)
+    reason = _reason_of(archived)
+    if reason and reason not in subject:
+        subject += f" {reason}"
     html = _file_ref(archived.html_path, "report HTML")
     images = tuple(
         (str(cid), _mime_of(Path(path)), _file_ref(path, f"chart image {cid}"))
@@ -339,6 +360,23 @@ def _read(ref: FileRef, what: str) -> bytes:
     return data
 
 
+def cid_form(html: str, cids: set[str]) -> str:
+    """The archived HTML as mail wants it: charts embedded as data: URIs (the archive's form,
+    which Outlook and most webmail block) switched to ``cid:`` references of the attached PNGs.
+
+    An <img> is switched when it names one of `cids` in ``data-cid``; others stay as they are.
+    """
+
+    def fix(m: re.Match[str]) -> str:
+        tag = m.group(0)
+        named = _DATA_CID.search(tag)
+        if named is None or named.group(1) not in cids:
+            return tag
+        return _DATA_SRC.sub(lambda _: f'src="cid:{named.group(1)}"', tag, count=1)
+
+    return _IMG_TAG.sub(fix, html)
+
+
 def load_report_message(payload: ReportPayload, settings: Any) -> Message:
     """The Message for one channel, with the archived files read now.
 
@@ -359,6 +397,7 @@ def load_report_message(payload: ReportPayload, settings: Any) -> Message:
         raise DeliveryError(f"report HTML {payload.html.path} is not UTF-8", retryable=False) from None
     images = tuple((cid, mime, _read(ref, f"chart image {cid}")) for cid, mime, ref in payload.images)
     have = {cid for cid, _, _ in images}
+    html = cid_form(html, have)
     dangling = sorted({c for c in _CID_REF.findall(html) if c not in have})
     if dangling:
         raise DeliveryError(
