@@ -248,16 +248,24 @@ def test_data_is_json_serialisable_and_labelled(data: dict[str, Any]) -> None:
 def test_system_availability_counts_gap_as_unknown_not_available(data: dict[str, Any]) -> None:
     his = _by(data["systems"], "name", "HIS")
     av = his["availability"]
+    f = av["figures"]
     # Day = 86 400 s. his-web was CRIT 14:00-14:45 = 2 700 s; the agent was down
     # 10:00-10:30 = 1 800 s (unknown). Available = 86 400 - 2 700 - 1 800 = 81 900 s.
-    # Availability = 81 900 / (86 400 - 1 800) = 81 900 / 84 600 = 96.80851...% -> 96.809 %.
-    assert av["period_s"] == 86_400
-    assert av["unavailable_s"] == 2_700
-    assert av["unknown_s"] == 1_800
-    assert av["available_s"] == 81_900
-    assert round(av["pct"], 3) == 96.809
+    # Policy "unavailable" (the default): 81 900 / 86 400 = 94.79166...% -> 94.792 %;
+    # policy "excluded": 81 900 / (86 400 - 1 800) = 96.80851...% -> 96.809 %.
+    assert f["planned_ms"] == 86_400_000
+    assert f["unavailable_ms"] == 2_700_000
+    assert f["unknown_ms"] == 1_800_000
+    assert f["available_ms"] == 81_900_000
+    assert av["policy"] == "unavailable"
+    assert round(av["availability_pct"], 3) == 94.792
+    assert round(f["availability_excluded_pct"], 3) == 96.809
+    assert av["passed"] is False  # target 99.5 %
     assert his["critical_checks"] == ["his-web"]
-    assert his["outages"] == [{"start_ms": OUTAGE_START, "end_ms": OUTAGE_END, "duration_s": 2700.0}]
+    assert [(o["start_ms"], o["end_ms"], o["duration_ms"], o["checks"]) for o in av["outages"]] == [
+        (OUTAGE_START, OUTAGE_END, 2_700_000, ["his-web"])
+    ]
+    assert data["outages"][0]["system"] == "HIS"
     # The blip at 08:00 (one UNKNOWN sample) was absorbed by confirmations: no outage, no unknown.
     assert his["status"] == "WARN"  # his-db-host warns on /data; his-web is OK again
 
@@ -291,13 +299,15 @@ def test_endpoint_latency_percentiles_and_failures(seeded: Seeded, data: dict[st
     assert len(seeded.in_day_latencies) == 272
     assert web["p50_ms"] == 140.0
     assert web["p95_ms"] == 230.0
-    assert round(web["availability"]["pct"], 3) == 96.809
+    assert round(web["availability"]["availability_pct"], 3) == 94.792
 
     tcp = _by(data["endpoints"], "check", "hl7-mllp")
     assert tcp["status"] == "WARN"
     assert tcp["failures"] == 0
-    assert tcp["availability"]["pct"] == 100.0  # WARN counts as available
-    assert tcp["availability"]["unknown_s"] == 1800
+    # WARN counts as available; the agent gap is unknown: 84 600 / 86 400 under the default policy.
+    assert tcp["availability"]["figures"]["availability_excluded_pct"] == 100.0
+    assert tcp["availability"]["figures"]["unknown_ms"] == 1_800_000
+    assert round(tcp["availability"]["availability_pct"], 3) == 97.917
     assert tcp["p50_ms"] == 5.0  # connect 2 + response 3
 
 
@@ -368,23 +378,24 @@ def test_stale_results_make_current_status_unknown(seeded: Seeded) -> None:
     assert d["summary"]["current"]["UNKNOWN"] == 4
     assert all(c["stale"] for c in d["checks"])
     # The day itself is complete, so its figures do not change.
-    assert round(_by(d["systems"], "name", "HIS")["availability"]["pct"], 3) == 96.809
+    assert round(_by(d["systems"], "name", "HIS")["availability"]["availability_pct"], 3) == 94.792
 
 
 def test_partial_day_counts_only_time_so_far(seeded: Seeded) -> None:
     d = build_daily(seeded.config, seeded.store, DAY, now_ms=START + 12 * HOUR)
     assert d["partial"] is True
-    av = _by(d["systems"], "name", "HIS")["availability"]
-    assert av["period_s"] == 12 * 3600
-    assert av["unknown_s"] == 1800
-    assert av["unavailable_s"] == 0
+    f = _by(d["systems"], "name", "HIS")["availability"]["figures"]
+    assert f["planned_ms"] == 12 * 3_600_000
+    assert f["unknown_ms"] == 1_800_000
+    assert f["unavailable_ms"] == 0
 
 
 def test_day_without_data_is_unknown_not_available(seeded: Seeded) -> None:
     d = build_daily(seeded.config, seeded.store, date(2026, 11, 10), now_ms=NOW)
     av = _by(d["systems"], "name", "HIS")["availability"]
-    assert av["pct"] is None
-    assert av["unknown_s"] == 86_400
+    assert av["availability_pct"] == 0.0  # unknown time counts against the vendor
+    assert av["figures"]["availability_excluded_pct"] is None
+    assert av["figures"]["unknown_ms"] == 86_400_000
     assert d["coverage"]["monitored_pct"] == 0.0
     html = render_daily(seeded.config, d)
     assert "当日无状态变化" in html
@@ -399,11 +410,13 @@ def test_html_contents(html: str) -> None:
     assert "测试市人民医院" in text
     assert "巡检日期：2026-11-20（星期五）" in text
     assert "生成时间：2026-11-21 07:30:00" in text
-    # Availability to 0.001 %, and the outage as a Chinese duration.
-    assert "96.809%" in text
-    assert re.search(r"HIS 2026-11-20 14:00:00 2026-11-20 14:45:00 45分", text)
+    # Availability to 0.001 % under the configured policy, the other policy beside it, and
+    # the outage with its duration.
+    assert "94.792%" in text
+    assert "系统 HIS：另一口径为“未知时间不计入”：96.809%。" in text
+    assert re.search(r"HIS 2026-11-20 14:00:00 2026-11-20 14:45:00 0:45:00 his-web", text)
     # Percentiles and counts of his-web.
-    assert re.search(r"his-web HTTP · 关键 HIS ✔ 正常 140\.0 ms 230\.0 ms 282 10 96\.809%", text)
+    assert re.search(r"his-web HTTP · 关键 HIS ✔ 正常 140\.0 ms 230\.0 ms 282 10 94\.792%", text)
     # Status words, never colour alone.
     for word in ("正常", "警告", "严重", "未知"):
         assert word in text
@@ -455,7 +468,7 @@ def test_write_daily_writes_html_and_json(seeded: Seeded, tmp_path: Path) -> Non
     cfg = seeded.config.model_copy(update={"reports": reports})
     path = write_daily(cfg, seeded.store, DAY, None, now_ms=NOW)
     assert path == tmp_path / "reports" / "daily" / "daily-2026-11-20.html"
-    assert "96.809%" in path.read_text(encoding="utf-8")
+    assert "94.792%" in path.read_text(encoding="utf-8")
     stored = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
     assert stored["day"] == "2026-11-20"
     assert sorted(p.name for p in path.parent.iterdir()) == ["daily-2026-11-20.html", "daily-2026-11-20.json"]
@@ -536,6 +549,6 @@ def test_templates_found_without_the_source_tree(
     monkeypatch.setattr(render.resources, "files", lambda _pkg: zipfile.Path(archive, "agent/templates/"))
     render.environment.cache_clear()
     try:
-        assert "96.809%" in render_daily(seeded.config, data)
+        assert "94.792%" in render_daily(seeded.config, data)
     finally:
         render.environment.cache_clear()

@@ -4,11 +4,11 @@
 as "CRIT", durations in seconds); `render_daily` turns that data into a self-contained HTML
 page; `write_daily` writes both, atomically, next to each other.
 
-Availability here is the simple day figure the design asks for until the full availability
-engine exists: time when every availability-critical check of a system was OK or WARN,
-divided by the day's length minus unknown time. Unknown time — no interval, UNKNOWN
-intervals, the agent not running, a check that stopped reporting — is shown separately and
-never counted as available.
+Availability comes from `agent.availability_store` (the same engine as `sentinel
+availability` and the acceptance report), under the configured unknown-time policy, with
+the other policy's figure shown next to it. Unknown time — no interval, UNKNOWN intervals,
+the agent not running — is shown separately and never counted as available. The day's own
+timelines are kept only for each check's worst state of the day.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-import agent
+from agent.reports import avail, common, dbsection, faultstats
+from agent.reports.i18n import WEEKDAYS_ZH
 from agent.reports.render import render
 from agent.store import AgentRun, CurrentState, Interval, Store, StoredResult
 from agent.timeutil import day_bounds
@@ -33,8 +34,9 @@ from probes.base import Status, worst
 
 log = logging.getLogger("sentinel.reports")
 
-DATA_VERSION = 1
-"""Bumped when the shape of the data changes, so archived reports can be told apart."""
+DATA_VERSION = common.DATA_VERSION
+NIGHT_UNTIL_MS = 12 * 3_600_000
+"""Backups of the night: the last backup result up to noon after the day (or the report time)."""
 
 DISK_DAYS_ATTENTION = 30.0
 DISK_USED_ATTENTION = 85.0
@@ -108,57 +110,6 @@ def _timeline(
     return merged
 
 
-def _tally(pieces: Iterable[Piece]) -> dict[str, Any]:
-    up = down = unknown = 0
-    for s, e, st in pieces:
-        if st in _UP:
-            up += e - s
-        elif st is Status.CRIT:
-            down += e - s
-        else:
-            unknown += e - s
-    known = up + down
-    return {
-        "period_s": (up + down + unknown) / 1000.0,
-        "available_s": up / 1000.0,
-        "unavailable_s": down / 1000.0,
-        "unknown_s": unknown / 1000.0,
-        "pct": up / known * 100.0 if known > 0 else None,
-    }
-
-
-def _state_at(pieces: Sequence[Piece], idx: list[int], i: int, t: int) -> State:
-    p = pieces
-    while idx[i] < len(p) and p[idx[i]][1] <= t:
-        idx[i] += 1
-    if idx[i] < len(p) and p[idx[i]][0] <= t:
-        return p[idx[i]][2]
-    return None
-
-
-def _system_timeline(timelines: Sequence[Sequence[Piece]], start: int, end: int) -> list[Piece]:
-    """Combine critical checks: any CRIT -> down; else anything unknown -> unknown; else up."""
-    edges = sorted({start, end, *(x for tl in timelines for s, e, _ in tl for x in (s, e))})
-    idx = [0] * len(timelines)
-    out: list[Piece] = []
-    for a, b in zip(edges, edges[1:], strict=False):
-        if b <= a or a < start or b > end:
-            continue
-        states = [_state_at(tl, idx, i, a) for i, tl in enumerate(timelines)]
-        st: State
-        if Status.CRIT in states:
-            st = Status.CRIT
-        elif all(s in _UP for s in states):
-            st = Status.OK
-        else:
-            st = None
-        if out and out[-1][2] == st and out[-1][1] == a:
-            out[-1] = (out[-1][0], b, st)
-        else:
-            out.append((a, b, st))
-    return out
-
-
 # --------------------------------------------------------------------------- figures
 
 
@@ -187,7 +138,7 @@ def _latency_ms(kind: str, r: StoredResult) -> float | None:
     return None
 
 
-def _metric(r: StoredResult | None, name: str) -> float | None:
+def metric_value(r: StoredResult | None, name: str) -> float | None:
     if r is None:
         return None
     for m in r.metrics:
@@ -196,7 +147,7 @@ def _metric(r: StoredResult | None, name: str) -> float | None:
     return None
 
 
-def _disk_rows(latest: StoredResult, first: StoredResult | None) -> list[dict[str, Any]]:
+def disk_rows(latest: StoredResult, first: StoredResult | None) -> list[dict[str, Any]]:
     mounts: dict[str, dict[str, float]] = defaultdict(dict)
     for m in latest.metrics:
         if m.name.startswith("disk:") and "." in m.name:
@@ -206,7 +157,7 @@ def _disk_rows(latest: StoredResult, first: StoredResult | None) -> list[dict[st
     rows = []
     for mount in sorted(mounts):
         f = mounts[mount]
-        first_used = _metric(first, f"disk:{mount}.used_bytes")
+        first_used = metric_value(first, f"disk:{mount}.used_bytes")
         used = f.get("used_bytes")
         rows.append(
             {
@@ -241,7 +192,45 @@ def _agent_gaps(
     return _merge((max(s, start), min(e, end)) for s, e in gaps)
 
 
-def build_daily(config: Any, store: Store, day: date, now_ms: int | None = None) -> dict[str, Any]:
+def _databases(
+    store: Store,
+    checks: Sequence[Any],
+    day_results: Mapping[str, list[StoredResult]],
+    day_end: int,
+    night_end: int,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Each DB check's space and findings (its last result of the day) with the night's
+    backups (its last result up to `night_end`), and each backup-file set of the night."""
+    databases: list[dict[str, Any]] = []
+    sets: list[dict[str, Any]] = []
+    for c in checks:
+        day = [r for r in day_results.get(c.name, []) if r.details]
+        if not day or not (
+            dbsection.is_database(day[-1].details) or dbsection.is_backup_files(day[-1].details)
+        ):
+            continue
+        last_day = day[-1]
+        night = [r for r in store.results(c.name, day_end, night_end) if r.details]
+        last_night = night[-1] if night else last_day
+        if dbsection.is_database(last_day.details):
+            entry = dbsection.database_entry(c, last_day.ts, last_day.status.name, last_day.summary,
+                                             last_day.details or {})  # fmt: skip
+            entry["backups_sample_ms"] = last_night.ts
+            if last_night is not last_day and dbsection.is_database(last_night.details):
+                entry["backups"] = dbsection.database_entry(
+                    c, last_night.ts, last_night.status.name, last_night.summary, last_night.details or {}
+                )["backups"]
+            databases.append(entry)
+        elif dbsection.is_backup_files(last_night.details):
+            sets += dbsection.backup_set_entries(
+                c, last_night.ts, last_night.status.name, last_night.details or {}
+            )
+    return databases, sets
+
+
+def build_daily(
+    config: Any, store: Store, day: date, now_ms: int | None = None, *, late: bool = False
+) -> dict[str, Any]:
     """All figures of the daily report for `day` (local calendar day of the site)."""
     tz = config.site.tz
     now = int(time.time() * 1000) if now_ms is None else int(now_ms)
@@ -319,10 +308,10 @@ def build_daily(config: Any, store: Store, day: date, now_ms: int | None = None)
                 "stale": stale,
                 "worst": worst(*day_states).name if day_states else None,
                 "results": len(results_by_check.get(c.name, [])),
-                "availability": _tally(tl),
             }
         )
     check_rows = {c["name"]: c for c in checks_out}
+    figures = {e["subject"]: e for e in avail.systems(config, store, start, end, now, with_verdict=False)}
 
     # ------------------------------------------------------------ systems
     systems_out = []
@@ -338,22 +327,17 @@ def build_daily(config: Any, store: Store, day: date, now_ms: int | None = None)
             "critical_checks": critical,
             "status": worst(*statuses).name if statuses else None,
             "availability": None,
-            "outages": [],
         }
         if critical:
-            stl = _system_timeline([timelines[n] for n in critical], start, period_end)
-            entry["availability"] = _tally(stl)
-            entry["outages"] = [
-                {"start_ms": s, "end_ms": e, "duration_s": (e - s) / 1000.0}
-                for s, e, st in stl
-                if st is Status.CRIT
-            ]
+            entry["availability"] = figures[sysm.name]
         systems_out.append(entry)
 
     # ------------------------------------------------------------ hosts and endpoints
     hosts_out = []
     endpoints_out = []
     cert_rows = []
+    endpoint_names = [c.name for c in checks_cfg if c.kind in ("http", "tcp")]
+    endpoint_figures = avail.checks(config, store, endpoint_names, start, end, now)
     for c in checks_cfg:
         rs = results_by_check.get(c.name, [])
         row = check_rows[c.name]
@@ -366,12 +350,12 @@ def build_daily(config: Any, store: Store, day: date, now_ms: int | None = None)
                     "system": c.system,
                     "status": row["status"],
                     "sample_ts": latest.ts if latest else None,
-                    "cpu_pct": _metric(latest, "cpu.pct"),
-                    "load_per_core": _metric(latest, "load5.per_core"),
-                    "mem_pct": _metric(latest, "mem.pct"),
-                    "swap_pct": _metric(latest, "swap.pct"),
-                    "uptime_s": _metric(latest, "uptime.s"),
-                    "disks": _disk_rows(latest, with_metrics[0] if with_metrics else None) if latest else [],
+                    "cpu_pct": metric_value(latest, "cpu.pct"),
+                    "load_per_core": metric_value(latest, "load5.per_core"),
+                    "mem_pct": metric_value(latest, "mem.pct"),
+                    "swap_pct": metric_value(latest, "swap.pct"),
+                    "uptime_s": metric_value(latest, "uptime.s"),
+                    "disks": disk_rows(latest, with_metrics[0] if with_metrics else None) if latest else [],
                 }
             )
         elif c.kind in ("http", "tcp"):
@@ -389,12 +373,12 @@ def build_daily(config: Any, store: Store, day: date, now_ms: int | None = None)
                     "p95_ms": percentile(lat, 95),
                     "results": len(rs),
                     "failures": sum(1 for r in rs if r.status in (Status.CRIT, Status.UNKNOWN)),
-                    "availability": row["availability"],
+                    "availability": endpoint_figures[c.name],
                 }
             )
-            cert = [r for r in rs if _metric(r, "cert_days_left") is not None]
+            cert = [r for r in rs if metric_value(r, "cert_days_left") is not None]
             if cert:
-                cert_rows.append((c, _metric(cert[-1], "cert_days_left")))
+                cert_rows.append((c, metric_value(cert[-1], "cert_days_left")))
 
     # ------------------------------------------------------------ state changes
     changes_out = []
@@ -415,8 +399,10 @@ def build_daily(config: Any, store: Store, day: date, now_ms: int | None = None)
                         "start_ms": iv.start_ts,
                         "end_ms": iv.end_ts,
                         "ongoing": iv.end_ts is None,
-                        "duration_s": ((iv.end_ts if iv.end_ts is not None else max(now, iv.start_ts))
-                                       - iv.start_ts) / 1000.0,
+                        "duration_s": (
+                            (iv.end_ts if iv.end_ts is not None else max(now, iv.start_ts)) - iv.start_ts
+                        )
+                        / 1000.0,
                         "summary": iv.summary,
                     }
                 )
@@ -470,6 +456,36 @@ def build_daily(config: Any, store: Store, day: date, now_ms: int | None = None)
                     "days_left": days_left,
                 }
             )
+    databases, backup_sets = _databases(
+        store, checks_cfg, results_by_check, end, max(end, min(now + 1, end + NIGHT_UNTIL_MS))
+    )
+    for db in databases:
+        for b in db["backups"]:
+            if b["met"] is False:
+                attention.append(
+                    {
+                        "type": "backup",
+                        "level": "CRIT",
+                        "check": db["check"],
+                        "system": db["system"],
+                        "target": b["database"],
+                        "type_name": b["type"],
+                        "schedule": b["schedule"],
+                    }
+                )
+    for bs in backup_sets:
+        if bs["met"] is False:
+            attention.append(
+                {
+                    "type": "backup",
+                    "level": "CRIT",
+                    "check": bs["check"],
+                    "system": bs["system"],
+                    "target": bs["set"],
+                    "type_name": "",
+                    "schedule": bs["schedule"],
+                }
+            )
     for s, e in gaps:
         attention.append(
             {"type": "gap", "level": "UNKNOWN", "start_ms": s, "end_ms": e, "duration_s": (e - s) / 1000.0}
@@ -485,17 +501,15 @@ def build_daily(config: Any, store: Store, day: date, now_ms: int | None = None)
         return counts
 
     runs_today = [r for r in runs if r.started_ts < period_end and r.end_ts >= start]
-    return {
-        "kind": "daily",
-        "data_version": DATA_VERSION,
-        "agent_version": agent.__version__,
-        "site": {"name": config.site.name, "timezone": config.site.timezone},
+    opened = faultstats.stats(store.db, config, start, end, now)["faults"]
+    recovered = faultstats.recovered_between(store.db, config, start, end, now)
+    seen = {f["number"] for f in opened}
+    head = common.header(config, store, "daily", day.isoformat(), start, end, now,
+                         describe=day.isoformat(), late=late)  # fmt: skip
+    return head | {
         "day": day.isoformat(),
         "start_ms": start,
         "end_ms": end,
-        "period_end_ms": period_end,
-        "partial": period_end < end,
-        "generated_ms": now,
         "summary": {"current": _count("status"), "worst": _count("worst"), "checks": len(checks_out)},
         "coverage": {
             "period_s": period_ms / 1000.0,
@@ -510,6 +524,16 @@ def build_daily(config: Any, store: Store, day: date, now_ms: int | None = None)
             ],
         },
         "systems": systems_out,
+        "outages": avail.all_outages([s["availability"] for s in systems_out if s["availability"]]),
+        "faults": {
+            "opened": opened,
+            "recovered": recovered,
+            "changed": sorted(
+                opened + [f for f in recovered if f["number"] not in seen], key=lambda f: f["start_ms"]
+            ),
+        },
+        "databases": databases,
+        "backup_sets": backup_sets,
         "checks": checks_out,
         "hosts": hosts_out,
         "endpoints": endpoints_out,
@@ -521,24 +545,24 @@ def build_daily(config: Any, store: Store, day: date, now_ms: int | None = None)
 # --------------------------------------------------------------------------- output
 
 
-def _utc_offset(tz: Any, ms: int) -> str:
+def utc_offset(tz: Any, ms: int) -> str:
     off = datetime.fromtimestamp(ms / 1000, tz).strftime("%z")
     return f"UTC{off[:3]}:{off[3:]}" if off else "UTC"
 
 
-def render_daily(config: Any, data: Mapping[str, Any], lang: str = "zh") -> str:
-    """HTML of the report. Only Chinese exists so far; other languages fall back to it."""
-    if lang != "zh":
-        log.warning("daily report: language %r is not available yet, writing Chinese", lang)
+def render_daily(config: Any, data: Mapping[str, Any], lang: str = "zh", **extra: Any) -> str:
+    """HTML of the report in `lang` ("zh" or "en"); labels come from agent.reports.i18n."""
     tz = config.site.tz
     return render(
         "daily.html",
         d=data,
+        lang=lang,
         site_tz=tz,
         tz_name=data["site"]["timezone"],
-        tz_offset=_utc_offset(tz, data["start_ms"]),
-        weekday_zh="星期" + "一二三四五六日"[date.fromisoformat(data["day"]).weekday()],
+        tz_offset=utc_offset(tz, data["start_ms"]),
+        weekday=WEEKDAYS_ZH[date.fromisoformat(data["day"]).weekday()],
         max_changes=MAX_CHANGE_ROWS,
+        **extra,
     )
 
 

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 import agent
+from agent.reports.i18n import LEVEL_ZH, translate
 from agent.timeutil import fmt_duration, fmt_local
 from probes.base import Status
 
@@ -77,14 +78,51 @@ def f_localhm(ctx: jinja2.runtime.Context, ms: int | None, ref_ms: int | None = 
     return fmt_local(ms, tz, with_date=False)
 
 
-def f_duration(seconds: float | None) -> str:
+def _lang(ctx: jinja2.runtime.Context) -> str:
+    lang = ctx.get("lang")
+    return lang if isinstance(lang, str) else "zh"
+
+
+def duration_en(seconds: float) -> str:
+    s = int(round(seconds))
+    sign = "-" if s < 0 else ""
+    d, s = divmod(abs(s), 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    parts = [f"{v}{u}" for v, u in ((d, "d"), (h, "h"), (m, "m")) if v]
+    if s or not parts:
+        parts.append(f"{s}s")
+    return sign + " ".join(parts)
+
+
+@jinja2.pass_context
+def f_duration(ctx: jinja2.runtime.Context, seconds: float | None) -> str:
     if seconds is None:
         return "—"
-    return fmt_duration(seconds)
+    return duration_en(seconds) if _lang(ctx) == "en" else fmt_duration(seconds)
 
 
-def f_duration_ms(ms: float | None) -> str:
-    return f_duration(None if ms is None else ms / 1000.0)
+@jinja2.pass_context
+def f_duration_ms(ctx: jinja2.runtime.Context, ms: float | None) -> str:
+    return f_duration(ctx, None if ms is None else ms / 1000.0)
+
+
+def hms(ms: float | None) -> str:
+    """Hours may exceed 24 ('720:00:00' is a planned month): how the committee adds them up."""
+    if ms is None:
+        return "—"
+    s = int(ms) // 1000
+    sign = "-" if s < 0 else ""
+    s = abs(s)
+    return f"{sign}{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def f_secs(ms: float | None) -> str:
+    """Milliseconds as seconds with thousands separators, exact: the formula's numbers."""
+    if ms is None:
+        return "—"
+    v = int(ms)
+    return f"{v / 1000:,.0f} s" if v % 1000 == 0 else f"{v / 1000:,.3f} s"
 
 
 def f_pct(value: float | None, digits: int = 1) -> str:
@@ -114,10 +152,39 @@ def f_bytes(value: float | None) -> str:
     return f"{sign}{v:.1f} PiB"  # pragma: no cover - loop always returns
 
 
-def f_status_zh(name: str | None) -> str:
+@jinja2.pass_context
+def f_status_zh(ctx: jinja2.runtime.Context, name: str | None) -> str:
     if name is None:
         return "—"
-    return Status[name].label_zh
+    return translate(Status[name].label_zh, _lang(ctx))
+
+
+@jinja2.pass_context
+def f_level(ctx: jinja2.runtime.Context, level: int | None) -> str:
+    if level is None:
+        return "—"
+    return translate(LEVEL_ZH.get(int(level), str(level)), _lang(ctx))
+
+
+@jinja2.pass_context
+def f_tr(ctx: jinja2.runtime.Context, text: str | None) -> str:
+    """Translate a label that comes from the data (fault type, risk rating)."""
+    return "—" if text is None else translate(text, _lang(ctx))
+
+
+@jinja2.pass_context
+def g_translate(ctx: jinja2.runtime.Context, text: str) -> str:
+    return translate(text, _lang(ctx))
+
+
+@jinja2.pass_context
+def g_chart_src(ctx: jinja2.runtime.Context, chart: Mapping[str, Any]) -> str:
+    """`cid:` for the mail part, a data: URI for the archived HTML and the PDF."""
+    images = ctx.get("chart_images") or {}
+    data = images.get(chart["cid"])
+    if data is None:
+        return f"cid:{chart['cid']}"
+    return f"data:image/png;base64,{data}"
 
 
 def f_status_symbol(name: str | None) -> str:
@@ -128,11 +195,32 @@ def f_status_style(name: str | None) -> str:
     return STATUS_STYLE[name][1] if name in STATUS_STYLE else ""
 
 
+_CN_DIGITS = "零一二三四五六七八九"
+
+
+def cn_number(n: int) -> str:
+    """1..99 in Chinese numerals, as section headings are numbered (一、二、… 十一、)."""
+    tens, ones = divmod(n, 10)
+    if tens == 0:
+        return _CN_DIGITS[ones]
+    return ("" if tens == 1 else _CN_DIGITS[tens]) + "十" + (_CN_DIGITS[ones] if ones else "")
+
+
+@jinja2.pass_context
+def f_secno(ctx: jinja2.runtime.Context, n: int) -> str:
+    return f"{n}. " if _lang(ctx) == "en" else f"{cn_number(n)}、"
+
+
 FILTERS: Mapping[str, Callable[..., Any]] = {
+    "secno": f_secno,
     "localtime": f_localtime,
     "localhm": f_localhm,
     "duration": f_duration,
     "duration_ms": f_duration_ms,
+    "hms": hms,
+    "secs": f_secs,
+    "level": f_level,
+    "tr": f_tr,
     "pct": f_pct,
     "num": f_num,
     "bytes": f_bytes,
@@ -156,6 +244,8 @@ def environment() -> jinja2.Environment:
     )
     env.filters.update(FILTERS)
     env.globals["sentinel_version"] = agent.__version__
+    env.globals["_"] = g_translate
+    env.globals["chart_src"] = g_chart_src
     return env
 
 
