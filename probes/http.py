@@ -48,7 +48,7 @@ from urllib.parse import quote_from_bytes, urljoin, urlsplit
 from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
 from probes.base import CheckResult, Metric, ProbeContext, Status, Stopwatch
-from probes.settings import Duration, ProbeSettings, Regex, SecretError, SecretRef
+from probes.settings import Duration, ProbeSettings, Regex, SecretError, SecretRef, scrub_secrets
 from probes.tcp import describe_connect_error, fmt_ms, hostport, open_connection
 from probes.thresholds import Threshold
 
@@ -547,13 +547,6 @@ def _oneline(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _scrub(text: str, secrets: list[str]) -> str:
-    for value in secrets:
-        if value:
-            text = text.replace(value, "***")
-    return text
-
-
 def _decode(body: bytes, content_type: str) -> str:
     m = _CHARSET.search(content_type)
     if m:
@@ -653,7 +646,7 @@ class Probe:
         try:
             return self._run(ctx, sw, secrets)
         except Exception as exc:  # noqa: BLE001 - run() must never raise: report it instead
-            text = _scrub(f"probe error: {type(exc).__name__}: {exc}", secrets)
+            text = scrub_secrets(f"probe error: {type(exc).__name__}: {exc}", secrets)
             return sw.result(Status.UNKNOWN, _oneline(text, 200), details={"url": self.settings.url})
 
     def _run(self, ctx: ProbeContext, sw: Stopwatch, secrets: list[str]) -> CheckResult:
@@ -665,7 +658,7 @@ class Probe:
             auth = self._auth_headers(secrets)
         except (SecretError, ValueError) as exc:
             return sw.result(
-                Status.UNKNOWN, f"cannot read secret: {_scrub(str(exc), secrets)}", details=details
+                Status.UNKNOWN, f"cannot read secret: {scrub_secrets(str(exc), secrets)}", details=details
             )
 
         target, method, body = self._target, s.method, self._body
@@ -681,7 +674,7 @@ class Probe:
                 if hops:
                     details["redirects"] = hops
                     details["final_url"] = target.url
-                return sw.result(failure.status, _scrub(failure.summary, secrets), details=details)
+                return sw.result(failure.status, scrub_secrets(failure.summary, secrets), details=details)
             if cert_days is None:
                 cert_days = reply.cert_days
             if not (s.follow_redirects and reply.status in _REDIRECT_CODES and reply.location):
@@ -695,7 +688,7 @@ class Probe:
                 nxt = _Target.parse(urljoin(target.url, reply.location), "latin-1")
             except ValueError as exc:
                 summary = f"HTTP {reply.status} redirect to an unusable location: {exc}"
-                return sw.result(Status.CRIT, _scrub(summary, secrets), details=details)
+                return sw.result(Status.CRIT, scrub_secrets(summary, secrets), details=details)
             if reply.status == 303 or (reply.status in (301, 302) and method == "POST"):
                 method = "HEAD" if method == "HEAD" else "GET"
                 body = None
@@ -904,14 +897,15 @@ class Probe:
             if text is None:
                 # Only the excerpt is needed: decode a bounded prefix, not a whole large body.
                 text = _decode(reply.body[: _EXCERPT_CHARS * 4], reply.content_type)
-            details["body_excerpt"] = _scrub(_oneline(text[: _EXCERPT_CHARS * 2], _EXCERPT_CHARS), secrets)
+            excerpt = _oneline(text[: _EXCERPT_CHARS * 2], _EXCERPT_CHARS)
+            details["body_excerpt"] = scrub_secrets(excerpt, secrets)
         status = max((Status.OK if code_ok else Status.CRIT, *(p[0] for p in problems)))
         if not problems:
             return sw.result(status, head, metrics, details)
         texts = [t for _, t in sorted(problems, key=lambda p: -p[0])]
         if len(texts) > 3:
             texts = [*texts[:3], f"+{len(texts) - 3} more"]
-        return sw.result(status, _scrub(f"{head}: {'; '.join(texts)}", secrets), metrics, details)
+        return sw.result(status, scrub_secrets(f"{head}: {'; '.join(texts)}", secrets), metrics, details)
 
     def _assertions(self, text: str, truncated: bool) -> list[str]:
         s = self.settings

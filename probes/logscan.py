@@ -47,7 +47,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from probes.base import CheckResult, Metric, ProbeContext, Status, Stopwatch, worst
 from probes.fileaccess import AccessError, FileAccess, FileInfo, OpenFile, open_access
-from probes.settings import Duration, ProbeSettings, Regex
+from probes.settings import Duration, Encoding, ProbeSettings, Regex
 from probes.sshconn import SshError, SshSettings
 from probes.thresholds import Threshold
 
@@ -114,7 +114,7 @@ class Settings(ProbeSettings):
     """Paths or globs (`/u01/app/oracle/diag/rdbms/*/*/trace/alert_*.log`)."""
     patterns: list[PatternSpec] = Field(min_length=1)
     ignore: list[Regex] = []
-    encoding: str = "utf-8"
+    encoding: Encoding = "utf-8"
     mask: list[Regex] = []
     """Extra patterns masked in excerpts (added to the built-in ones); a group masks only itself."""
     max_lines: int = Field(default=20_000, ge=1)
@@ -130,10 +130,8 @@ class Settings(ProbeSettings):
     @field_validator("encoding")
     @classmethod
     def _check_encoding(cls, v: str) -> str:
-        try:
-            name = codecs.lookup(v).name
-        except LookupError:
-            raise ValueError(f"unknown encoding {v!r}") from None
+        # Encoding has already refused names Python does not know.
+        name = codecs.lookup(v).name
         name = {"iso8859-1": "latin-1", "cp936": "gbk", "euc_cn": "gb2312"}.get(name, name)
         if name.replace("_", "-") not in _ENCODINGS:
             raise ValueError(f"encoding {v!r} is not supported: use one of {', '.join(sorted(_ENCODINGS))}")

@@ -6,9 +6,11 @@ everything else and reports every problem with its key path.
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import stat
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, PlainSerializer
@@ -49,6 +51,18 @@ def _check_regex(value: str) -> str:
 
 Regex = Annotated[str, AfterValidator(_check_regex)]
 """A regular expression, compiled once at validation so a typo is a configuration error."""
+
+
+def _check_encoding(value: str) -> str:
+    try:
+        codecs.lookup(value)
+    except LookupError:
+        raise ValueError(f"unknown encoding {value!r}") from None
+    return value
+
+
+Encoding = Annotated[str, AfterValidator(_check_encoding)]
+"""A text encoding Python knows ('utf-8', 'gbk' for Chinese Windows tools), kept as written."""
 
 
 class SecretError(ValueError):
@@ -129,6 +143,19 @@ SecretRef = Annotated[
     BeforeValidator(Secret.parse),
     PlainSerializer(lambda s: s.ref, return_type=str),
 ]
+
+
+def scrub_secrets(text: str, secrets: Iterable[str | None], *, min_length: int = 1) -> str:
+    """`text` with every revealed secret value replaced by ***.
+
+    Longest first, so a secret that contains another is masked whole. Values shorter than
+    `min_length` are left alone: a probe whose secrets may be very short (a database
+    password) would otherwise mask unrelated digits in its own texts.
+    """
+    values = {v for v in secrets if v and len(v) >= max(min_length, 1)}
+    for value in sorted(values, key=len, reverse=True):
+        text = text.replace(value, "***")
+    return text
 
 
 class ProbeSettings(BaseModel):

@@ -21,7 +21,7 @@ from typing import Any, Literal, Protocol
 from probes.base import CheckResult, Metric, ProbeContext, Status, Stopwatch, worst
 from probes.db.items import Finding, Item, ItemContext, ItemOutcome, Rows
 from probes.db.settings import DbSettings, ItemOverride
-from probes.settings import SecretError
+from probes.settings import SecretError, scrub_secrets
 from probes.thresholds import Threshold
 
 __all__ = [
@@ -257,7 +257,8 @@ class Engine:
 
 
 def _scrub(text: str, secret: str | None) -> str:
-    return text.replace(secret, "***") if secret and len(secret) >= 3 else text
+    # A one- or two-character password would mask unrelated digits in the findings.
+    return scrub_secrets(text, (secret,), min_length=3)
 
 
 def _summarize(findings: Sequence[Finding]) -> str:
