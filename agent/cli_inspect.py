@@ -5,8 +5,8 @@ holiday / major-event inspection report from those results and the store
 (agent.reports.inspection.build_inspection), archives it with agent.reports.archive.publish
 (HTML, PDF when `reports.pdf` lists `inspection`, JSON, SHA-256, evidence chain head) and with
 --send queues it for the recipients of the `inspection` kind. The exit code is the worst
-status, like `sentinel check` (0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN); a report that cannot be built
-or sent exits 4, a wrong check name or channel 2.
+status, like `sentinel check` (0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN, 3 also for an unknown check
+name); a report that cannot be written or queued (missing file, unknown channel) exits 4.
 
 Results of an on-demand run are not written into the store: the daemon's state machine,
 availability and faults see only their own scheduled runs. Probe memory is read (so a log
@@ -28,7 +28,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-EXIT_USAGE = 2
+EXIT_UNKNOWN_CHECK = 3
+"""As `sentinel check` answers an unknown name (2 would read as CRIT)."""
 EXIT_REPORT = 4
 SCHEDULED_KIND = "inspection"
 
@@ -116,32 +117,6 @@ def run_checks_now(
     return out
 
 
-def _deliver_if_agent_stopped(config: Any, store: Any, keys: Sequence[str]) -> str:
-    """Send queued rows now when no agent holds the store; otherwise leave them to the agent."""
-    import os
-
-    from agent.outbox import Dispatcher
-    from agent.reports.delivery import make_sender
-    from agent.store import StoreLocked, acquire_lock
-
-    try:
-        fd = acquire_lock(config.storage.path)
-    except StoreLocked:
-        return "已加入发送队列，由运行中的监测程序发送（sentinel notifications 查看进度）"
-    try:
-        channels = config.notifications.channels
-        dispatcher = Dispatcher(store, make_sender(channels), time.time, known_channels=channels)
-        dispatcher.run_once()
-    finally:
-        os.close(fd)  # releases the lock: a starting agent must not find it taken
-    marks = ",".join("?" * len(keys))
-    rows = store.db.execute(f"SELECT status, last_error FROM outbox WHERE dedup_key IN ({marks})", keys)
-    failed = [err for status, err in rows if status != "delivered"]
-    if failed:
-        return f"发送未成功，已留在队列中：{failed[0] or '等待重试'}"
-    return "已发送"
-
-
 def _write_report(config: Any, store: Any, rows: Sequence[tuple[str, Any]], reason: str, now_ms: int) -> Any:
     """Build the inspection report from the fresh results and archive it (PDF if configured)."""
     from agent.reports.archive import publish
@@ -167,7 +142,7 @@ def run(config: Any, args: argparse.Namespace) -> int:
         rows = run_checks_now(config, args.checks)
     except KeyError as exc:
         print(f"sentinel: unknown check(s): {exc.args[0]}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_UNKNOWN_CHECK
     worst = int(max((r.status for _, r in rows), default=0))
     now_ms = int(time.time() * 1000)
 
@@ -184,24 +159,20 @@ def run(config: Any, args: argparse.Namespace) -> int:
             store.record_report(SCHEDULED_KIND, args.holiday, now_ms, str(archived.html_path))
         sent = None
         if args.send:
-            from agent.reports.delivery import dedup_key, report_channels, send_report
+            from agent.reports.delivery import deliver_unless_agent_runs, send_report
 
             try:
                 queued = send_report(config, store, archived, now_ms)
             except KeyError as exc:
                 print(f"sentinel: report recipient channel(s) not configured: {exc.args[0]}", file=sys.stderr)
-                return EXIT_USAGE
+                return EXIT_REPORT
             except FileNotFoundError as exc:
                 print(f"sentinel: {exc}", file=sys.stderr)
                 return EXIT_REPORT
             if queued == 0:
                 sent = "未发送：没有为 inspection 配置收件渠道（reports.recipients），或已发送过"
             else:
-                keys = [
-                    dedup_key(archived.kind, archived.period, c, archived.generated_ms)
-                    for c in report_channels(config, archived.kind)
-                ]
-                sent = _deliver_if_agent_stopped(config, store, keys)
+                sent = deliver_unless_agent_runs(config, store, archived)
     finally:
         store.close()
 

@@ -78,11 +78,11 @@ def test_run_checks_now_runs_the_named_checks_and_reports_each(tmp_path: Path, l
         cli_inspect.run_checks_now(config, ["no-such-check"])
 
 
-def test_unknown_check_name_exits_2(
+def test_unknown_check_name_exits_3_like_sentinel_check(
     tmp_path: Path, listening: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = make_config(tmp_path, listening, closed_port())
-    assert cli_inspect.run(config, args("--reason", "国庆节前巡检", "--check", "nope")) == 2
+    assert cli_inspect.run(config, args("--reason", "国庆节前巡检", "--check", "nope")) == 3
     assert "nope" in capsys.readouterr().err
 
 

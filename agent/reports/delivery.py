@@ -43,6 +43,7 @@ __all__ = [
     "REPORT_EVENT",
     "ReportPayload",
     "dedup_key",
+    "deliver_unless_agent_runs",
     "is_report_payload",
     "load_report_message",
     "make_sender",
@@ -328,6 +329,40 @@ def send_report(
 
 
 # --------------------------------------------------------------------------- sending
+
+
+def deliver_unless_agent_runs(config: Any, store: Store, archived: ArchivedReport) -> str:
+    """For CLI `--send`: deliver the report's rows now when no agent holds the store.
+
+    With an agent running, its dispatcher sends them (two dispatchers could both pick a row
+    and send it twice). Without one, one pass here; a failed attempt stays queued for the
+    agent's next start. Returns a line for the user.
+    """
+    import os
+    import time
+
+    from agent.outbox import Dispatcher
+    from agent.store import StoreLocked, acquire_lock
+
+    try:
+        fd = acquire_lock(Path(config.storage.path))
+    except StoreLocked:
+        return "已加入发送队列，由运行中的监测程序发送（sentinel notifications 查看进度）"
+    try:
+        channels = config.notifications.channels
+        Dispatcher(store, make_sender(channels), time.time, known_channels=channels).run_once()
+    finally:
+        os.close(fd)  # releases the lock at once: a starting agent must not find it taken
+    keys = [
+        dedup_key(archived.kind, archived.period, c, archived.generated_ms)
+        for c in report_channels(config, archived.kind)
+    ]
+    marks = ",".join("?" * len(keys))
+    rows = store.db.execute(f"SELECT status, last_error FROM outbox WHERE dedup_key IN ({marks})", keys)
+    failed = [err for status, err in rows if status != "delivered"]
+    if failed:
+        return f"发送未成功，已留在队列中：{failed[0] or '等待重试'}"
+    return "已发送"
 
 
 def is_report_payload(text: str) -> bool:
