@@ -17,7 +17,7 @@ import pytest
 from pydantic import ValidationError
 
 from probes.base import Metric, ProbeContext, Status
-from probes.db.engine import DeadlineGuard, Engine, ErrorKind, run_db_probe, run_engine, run_items
+from probes.db.engine import DeadlineGuard, Engine, ErrorCodes, ErrorKind, run_db_probe, run_engine
 from probes.db.items import (
     BackupSeen,
     Finding,
@@ -107,14 +107,31 @@ def far() -> float:
 def test_permission_failure_names_the_grant_and_other_items_still_run() -> None:
     conn = FakeConn({"a": [{"n": 1}], "b": Denied("permission denied for view b_view"), "c": [{"n": 3}]})
     items = [count_item("a", "a"), count_item("b", "b"), count_item("c", "c")]
-    metrics, findings, facts, memory = run_items(conn, items, ctx(), {}, classify, far())
-    assert [m.name for m in metrics] == ["a.n", "c.n"]
-    assert len(findings) == 1
-    f = findings[0]
+    report = run_engine(conn, items, ctx(), {}, classify, far())
+    assert [m.name for m in report.metrics] == ["a.n", "c.n"]
+    assert len(report.findings) == 1
+    f = report.findings[0]
     assert f.status is Status.WARN and f.item == "b" and f.obj == "b"
     assert "GRANT SELECT ON b_view TO <user>" in f.text and "permission denied for view b_view" in f.text
-    assert set(facts) == {"a", "c"}
-    assert memory == {"a": {"runs": 1}, "c": {"runs": 1}}
+    assert set(report.facts) == {"a", "c"}
+    assert report.memory == {"a": {"runs": 1}, "c": {"runs": 1}}
+
+
+def test_error_codes_classify_by_the_drivers_code_timeout_first() -> None:
+    codes = ErrorCodes(
+        lambda e: e.args[0] if e.args and isinstance(e.args[0], int) else None,
+        permission=frozenset({1}),
+        missing=frozenset({2}),
+        timeout=frozenset({3}),
+        timeout_words="timed out",
+    )
+    assert codes(Exception(1, "denied")) == "permission"
+    assert codes(Exception(2, "no such view")) == "missing"
+    assert codes(Exception(3, "cancelled")) == "timeout"
+    assert codes(Exception(1, "Read from the server timed out")) == "timeout"
+    assert codes(TimeoutError("budget")) == "timeout"
+    assert codes(Exception(9, "syntax")) == "other"
+    assert codes(Exception("no code at all")) == "other"
 
 
 def test_missing_view_is_a_finding_unless_the_item_is_optional() -> None:

@@ -13,10 +13,10 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from probes.base import CheckResult, Metric, ProbeContext, Status, Stopwatch, worst
 from probes.db.items import Finding, Item, ItemContext, ItemOutcome, Rows
@@ -26,15 +26,16 @@ from probes.thresholds import Threshold
 
 __all__ = [
     "DbConnection",
+    "DbProbe",
     "DeadlineGuard",
     "Engine",
     "EngineReport",
+    "ErrorCodes",
     "ErrorKind",
     "ItemOverride",
     "error_text",
     "run_db_probe",
     "run_engine",
-    "run_items",
 ]
 
 ErrorKind = Literal["permission", "missing", "timeout", "other"]
@@ -65,6 +66,30 @@ def error_text(exc: BaseException) -> str:
     """First line of an error, bounded: driver messages can carry a whole SQL text."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text if len(text) <= _MAX_ERROR_CHARS else text[: _MAX_ERROR_CHARS - 1] + "…"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorCodes:
+    """An engine's driver error codes by what they mean; calling it classifies an error."""
+
+    code: Callable[[BaseException], Hashable | None]
+    """The driver's code of an error (SQLSTATE, ORA-nnnnn, error number); None without one."""
+    permission: frozenset[Hashable]
+    missing: frozenset[Hashable]
+    timeout: frozenset[Hashable] = frozenset()
+    timeout_words: str | None = None
+    """Lower-case words that mark a timeout where the driver gives no code for it (FreeTDS)."""
+
+    def __call__(self, exc: BaseException) -> ErrorKind:
+        code = self.code(exc)
+        worded = self.timeout_words is not None and self.timeout_words in str(exc).lower()
+        if isinstance(exc, TimeoutError) or code in self.timeout or worded:
+            return "timeout"
+        if code in self.permission:
+            return "permission"
+        if code in self.missing:
+            return "missing"
+        return "other"
 
 
 @dataclass(slots=True)
@@ -111,7 +136,9 @@ def run_engine(
     version: tuple[int, ...] | None = None,
     server_now: datetime | None = None,
 ) -> EngineReport:
-    """Run every enabled item whose version and time allow; see `run_items`.
+    """Run every enabled item whose version and time allow. One failing item becomes a
+    Finding naming `item.grant` (permission) or the missing view (missing) and never stops
+    the others.
 
     `deadline` is a time.monotonic() instant; each statement gets the smaller of
     `query_timeout` and the time left. `base_options` (check-wide settings such as the
@@ -183,21 +210,6 @@ def _collect(report: EngineReport, item: Item, outcome: ItemOutcome) -> None:
         report.facts[item.name] = dict(outcome.facts)
     if outcome.memory is not None:
         report.memory[item.name] = dict(outcome.memory)
-
-
-def run_items(
-    conn: DbConnection,
-    items: Sequence[Item],
-    ctx: ProbeContext,
-    overrides: Mapping[str, ItemOverride],
-    classify: Callable[[BaseException], ErrorKind],
-    deadline: float,
-) -> tuple[list[Metric], list[Finding], dict[str, Any], dict[str, Any]]:
-    """Runs every enabled item within the remaining budget; one failing item becomes a
-    Finding naming `item.grant` (permission) or the missing view (missing) and never stops
-    the others; returns metrics, findings, facts by item name, memory by item name."""
-    r = run_engine(conn, items, ctx, overrides, classify, deadline)
-    return r.metrics, r.findings, r.facts, r.memory
 
 
 # --- the whole probe --------------------------------------------------------------------
@@ -340,3 +352,16 @@ def _run(
     )
     metrics = [Metric("login_ms", round(login_ms, 1), "ms"), *report.metrics]
     return sw.result(status, summary, metrics, details, report.memory)
+
+
+class DbProbe:
+    """A database kind's `Probe`: a subclass names its `kind` and `engine`."""
+
+    kind: ClassVar[str]
+    engine: ClassVar[Engine]
+
+    def __init__(self, settings: DbSettings) -> None:
+        self.settings = settings
+
+    def run(self, ctx: ProbeContext) -> CheckResult:
+        return run_db_probe(self.engine, self.settings, ctx)

@@ -21,8 +21,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from probes.base import CheckResult, ProbeContext
-from probes.db.engine import DbConnection, Engine, ErrorKind, error_text, run_db_probe
+from probes.db.engine import DbConnection, DbProbe, Engine, ErrorCodes, error_text
 from probes.db.items import Item, as_utc
 from probes.db.mssql_items import ALL_ITEMS, SQL_SERVER_NOW, SQL_VERSION, items_for_version
 from probes.db.settings import DbSettings
@@ -52,8 +51,9 @@ class Settings(DbSettings):
 
 # 229/230: permission denied on object/column; 297/300: VIEW SERVER STATE missing;
 # 208: invalid object name; 207: invalid column; 4121/195: unknown function.
-_PERMISSION = {229, 230, 297, 300, 916}
-_MISSING = {208, 207, 4121, 195, 2812}
+_PERMISSION = frozenset({229, 230, 297, 300, 916})
+_MISSING = frozenset({208, 207, 4121, 195, 2812})
+_TIMEOUT = frozenset({20003, 20047})
 _NUMBER = re.compile(r"^\((\d+),")
 
 
@@ -67,15 +67,7 @@ def error_number(exc: BaseException) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def classify(exc: BaseException) -> ErrorKind:
-    n = error_number(exc)
-    if isinstance(exc, TimeoutError) or n in (20003, 20047) or "timed out" in str(exc).lower():
-        return "timeout"
-    if n in _PERMISSION:
-        return "permission"
-    if n in _MISSING:
-        return "missing"
-    return "other"
+classify = ErrorCodes(error_number, _PERMISSION, _MISSING, _TIMEOUT, timeout_words="timed out")
 
 
 def parse_version(text: str) -> tuple[int, ...]:
@@ -161,11 +153,6 @@ def items_for(conn: DbConnection) -> Sequence[Item]:
 ENGINE = Engine("SQL Server", 1433, connect, items_for, classify, describe_login_error)
 
 
-class Probe:
+class Probe(DbProbe):
     kind: ClassVar[str] = "mssql"
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
-    def run(self, ctx: ProbeContext) -> CheckResult:
-        return run_db_probe(ENGINE, self.settings, ctx)
+    engine: ClassVar[Engine] = ENGINE

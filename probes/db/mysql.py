@@ -15,8 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from probes.base import CheckResult, ProbeContext
-from probes.db.engine import DbConnection, DeadlineGuard, Engine, ErrorKind, error_text, run_db_probe
+from probes.db.engine import DbConnection, DbProbe, DeadlineGuard, Engine, ErrorCodes, error_text
 from probes.db.items import Item
 from probes.db.mysql_items import ITEMS, items_for
 from probes.db.settings import DbSettings
@@ -29,9 +28,9 @@ DEFAULT_THRESHOLDS: dict[str, Threshold] = {"login_ms": Threshold(warn=3000)}
 
 HISTORY_METRICS = ("database.*.size_bytes",)
 
-_PERMISSION = {1044, 1045, 1142, 1143, 1227, 1370, 3530}
-_MISSING = {1049, 1054, 1064, 1109, 1146, 1193, 1286}
-_TIMEOUT = {1317, 1969, 2013, 3024}
+_PERMISSION = frozenset({1044, 1045, 1142, 1143, 1227, 1370, 3530})
+_MISSING = frozenset({1049, 1054, 1064, 1109, 1146, 1193, 1286})
+_TIMEOUT = frozenset({1317, 1969, 2013, 3024})
 _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)")
 
 
@@ -46,15 +45,7 @@ def _code(exc: BaseException) -> int | None:
     return args[0] if args and isinstance(args[0], int) else None
 
 
-def classify(exc: BaseException) -> ErrorKind:
-    code = _code(exc)
-    if isinstance(exc, TimeoutError) or code in _TIMEOUT:
-        return "timeout"
-    if code in _PERMISSION:
-        return "permission"
-    if code in _MISSING:
-        return "missing"
-    return "other"
+classify = ErrorCodes(_code, _PERMISSION, _MISSING, _TIMEOUT)
 
 
 class MyConnection:
@@ -171,11 +162,6 @@ def _product(conn: DbConnection) -> str:
 ENGINE = Engine("MySQL", 3306, connect, _items, classify, describe_login_error, _product)
 
 
-class Probe:
+class Probe(DbProbe):
     kind: ClassVar[str] = "mysql"
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
-    def run(self, ctx: ProbeContext) -> CheckResult:
-        return run_db_probe(ENGINE, self.settings, ctx)
+    engine: ClassVar[Engine] = ENGINE

@@ -22,8 +22,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from probes.base import CheckResult, ProbeContext
-from probes.db.engine import DbConnection, Engine, ErrorKind, error_text, run_db_probe
+from probes.db.engine import DbConnection, DbProbe, Engine, ErrorCodes, error_text
 from probes.db.items import Item, as_utc
 from probes.db.oracle_items import ITEMS, SQL_ASM_GATE, SQL_SERVER_NOW
 from probes.db.settings import DbSettings
@@ -67,9 +66,9 @@ class Settings(DbSettings):
 
 # ORA-00942 is also what a missing grant looks like; every view used exists on 11.2+, so a
 # grant is the likely cause. ORA-00904 (unknown column) is a view from another version.
-_PERMISSION = {"ORA-00942", "ORA-01031", "ORA-00980"}
-_MISSING = {"ORA-00904", "ORA-02030"}
-_TIMEOUT = {"DPY-4024", "ORA-03156", "DPY-4011", "ORA-01013"}
+_PERMISSION = frozenset({"ORA-00942", "ORA-01031", "ORA-00980"})
+_MISSING = frozenset({"ORA-00904", "ORA-02030"})
+_TIMEOUT = frozenset({"DPY-4024", "ORA-03156", "DPY-4011", "ORA-01013"})
 _CODE = re.compile(r"\b((?:ORA|DPY|DPI)-\d{4,5})\b")
 
 
@@ -82,15 +81,7 @@ def error_code(exc: BaseException) -> str | None:
     return m.group(1) if m else None
 
 
-def classify(exc: BaseException) -> ErrorKind:
-    code = error_code(exc)
-    if isinstance(exc, TimeoutError) or code in _TIMEOUT:
-        return "timeout"
-    if code in _PERMISSION:
-        return "permission"
-    if code in _MISSING:
-        return "missing"
-    return "other"
+classify = ErrorCodes(error_code, _PERMISSION, _MISSING, _TIMEOUT)
 
 
 def _rows(cursor: Any, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
@@ -255,11 +246,6 @@ def items_for(conn: DbConnection) -> Sequence[Item]:
 ENGINE = Engine("Oracle", 1521, connect, items_for, classify, describe_login_error)
 
 
-class Probe:
+class Probe(DbProbe):
     kind: ClassVar[str] = "oracle"
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
-    def run(self, ctx: ProbeContext) -> CheckResult:
-        return run_db_probe(ENGINE, self.settings, ctx)
+    engine: ClassVar[Engine] = ENGINE

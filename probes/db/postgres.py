@@ -15,8 +15,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from probes.base import CheckResult, ProbeContext
-from probes.db.engine import DbConnection, DeadlineGuard, Engine, ErrorKind, error_text, run_db_probe
+from probes.db.engine import DbConnection, DbProbe, DeadlineGuard, Engine, ErrorCodes, error_text
 from probes.db.items import Item
 from probes.db.pg_items import ITEMS
 from probes.db.settings import DbSettings
@@ -29,9 +28,9 @@ DEFAULT_THRESHOLDS: dict[str, Threshold] = {"login_ms": Threshold(warn=3000)}
 
 HISTORY_METRICS = ("database.*.size_bytes", "tablespace.*.size_bytes")
 
-_PERMISSION = {"42501"}
-_MISSING = {"42P01", "42883", "3F000", "42703", "42704", "0A000"}
-_TIMEOUT = {"57014", "55P03"}
+_PERMISSION = frozenset({"42501"})
+_MISSING = frozenset({"42P01", "42883", "3F000", "42703", "42704", "0A000"})
+_TIMEOUT = frozenset({"57014", "55P03"})
 
 
 class Settings(DbSettings):
@@ -47,15 +46,11 @@ class Settings(DbSettings):
     ENGINE: ClassVar[str] = "PostgreSQL"
 
 
-def classify(exc: BaseException) -> ErrorKind:
-    code = getattr(exc, "sqlstate", None)
-    if isinstance(exc, TimeoutError) or code in _TIMEOUT:
-        return "timeout"
-    if code in _PERMISSION:
-        return "permission"
-    if code in _MISSING:
-        return "missing"
-    return "other"
+def _sqlstate(exc: BaseException) -> str | None:
+    return getattr(exc, "sqlstate", None)
+
+
+classify = ErrorCodes(_sqlstate, _PERMISSION, _MISSING, _TIMEOUT)
 
 
 class PgConnection:
@@ -152,11 +147,6 @@ def items_for(conn: DbConnection) -> Sequence[Item]:
 ENGINE = Engine("PostgreSQL", 5432, connect, items_for, classify, describe_login_error)
 
 
-class Probe:
+class Probe(DbProbe):
     kind: ClassVar[str] = "postgres"
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
-    def run(self, ctx: ProbeContext) -> CheckResult:
-        return run_db_probe(ENGINE, self.settings, ctx)
+    engine: ClassVar[Engine] = ENGINE
