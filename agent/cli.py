@@ -75,9 +75,11 @@ def _parser() -> argparse.ArgumentParser:
 
     cli_ops.add_parsers(sub)
     cli_availability.add_parsers(sub)
+    from agent import cli_inspect
     from agent.cli_ssh import add_parser as add_ssh_parser
 
     add_ssh_parser(sub)
+    cli_inspect.add_parser(sub)
     return p
 
 
@@ -106,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "maintenance": _lazy("cli_ops", "cmd_maintenance"),
         "availability": _lazy("cli_availability", "cmd_availability"),
         "exclusions": _lazy("cli_availability", "cmd_exclusions"),
+        "inspect": _lazy("cli_inspect", "run"),
     }[args.command]
     from agent.periods import PeriodError
 

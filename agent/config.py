@@ -31,6 +31,7 @@ from pydantic import (
 from agent.maintenance import WindowSpec, parse_local_datetime
 from agent.model import FAULT_LEVELS, Model
 from agent.notify import ChannelSettings
+from agent.reports.schedule import ReportSchedule
 from agent.workcal import WorkingHours
 from probes import registry
 from probes.settings import Duration, Secret
@@ -227,10 +228,27 @@ def check_model(kind: str) -> type[CheckCommon] | None:
     )
 
 
+ReportKind = Literal["daily", "weekly", "monthly", "quarterly", "yearly", "inspection", "acceptance"]
+
+
 class Reports(Model):
     output_dir: Path = Path("var/reports")
     daily_time: str = Field("07:30", pattern=r"^\d{2}:\d{2}$")
     lang: Literal["zh", "en"] = "zh"
+    schedule: ReportSchedule = ReportSchedule()
+    """When the daemon writes the periodic reports and the pre-holiday inspections."""
+    recipients: dict[ReportKind, tuple[str, ...]] = {}
+    """Notification channel names per report kind; a report with none is only archived."""
+    pdf: tuple[ReportKind, ...] = ("monthly", "quarterly", "yearly", "acceptance")
+    """Kinds that also get a PDF (archived, and attached to the mail)."""
+
+    @model_validator(mode="after")
+    def _one_daily_time(self) -> Reports:
+        if "daily_time" in self.schedule.model_fields_set:
+            raise ValueError(
+                "set the daily report's time as reports.daily_time, not reports.schedule.daily_time"
+            )
+        return self
 
     @cached_property
     def daily_at(self) -> dtime:
@@ -691,6 +709,17 @@ def _cross_checks(checks: Sequence[Any], raw: Any, lines: Mapping[tuple[Any, ...
         if rec.get("name") in fm_names:
             add((*at, "name"), f"duplicate force majeure record {rec.get('name')!r}")
         fm_names.append(rec.get("name"))
+    reports = raw.get("reports") if isinstance(raw.get("reports"), dict) else {}
+    recipients = reports.get("recipients") if isinstance(reports.get("recipients"), dict) else {}
+    notif = raw.get("notifications") if isinstance(raw.get("notifications"), dict) else {}
+    channels = notif.get("channels") if isinstance(notif.get("channels"), dict) else {}
+    for kind, names in recipients.items():
+        for j, n in enumerate(names if isinstance(names, list) else []):
+            if n not in channels:
+                close = difflib.get_close_matches(str(n), list(channels), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                where = ("reports", "recipients", kind, j)
+                add(where, f"channel {n!r} is not defined under notifications.channels{hint}")
     del checks
     return problems
 
