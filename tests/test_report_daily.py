@@ -13,9 +13,7 @@ import json
 import os
 import re
 import shutil
-import struct
 import subprocess
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
@@ -31,6 +29,7 @@ from agent.state import CheckState
 from agent.store import Store
 from agent.timeutil import day_bounds
 from probes.base import CheckResult, Metric, Status
+from tests.test_report_screenshots import png_info
 
 DAY = date(2026, 11, 20)
 MIN = 60_000
@@ -481,21 +480,6 @@ def test_write_daily_writes_html_and_json(seeded: Seeded, tmp_path: Path) -> Non
 CHROMIUM = "/usr/bin/chromium"
 
 
-def _png_info(png: bytes) -> tuple[int, int, int]:
-    """(width, height, distinct byte values in the decompressed image data)."""
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height = struct.unpack(">II", png[16:24])
-    pos, idat = 8, b""
-    while pos < len(png):
-        (length,) = struct.unpack(">I", png[pos : pos + 4])
-        kind = png[pos + 4 : pos + 8]
-        if kind == b"IDAT":
-            idat += png[pos + 8 : pos + 8 + length]
-        pos += 12 + length
-    raw = zlib.decompress(idat)
-    return width, height, len(set(raw))
-
-
 def test_chromium_renders_report(html: str, tmp_path: Path) -> None:
     if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
         if os.environ.get("CI") == "true":
@@ -522,7 +506,7 @@ def test_chromium_renders_report(html: str, tmp_path: Path) -> None:
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
     assert png.is_file(), f"no screenshot (exit {proc.returncode}): {proc.stderr[-2000:]}"
-    width, height, distinct = _png_info(png.read_bytes())
+    width, height, distinct = png_info(png.read_bytes())
     assert (width, height) == (1200, 2000)
     assert distinct > 8, "the screenshot is blank"
 

@@ -162,7 +162,8 @@ def faults_chart(over_time: Mapping[str, Any], lang: str) -> Chart | None:
         ax.legend(ncol=4, fontsize=7, loc="upper left", frameon=False)
         ax.grid(axis="y", color="#d4d4d4", linewidth=0.5)
         ax.set_axisbelow(True)
-        return Chart("chart-faults@his-sentinel", "faults.png", "每日新增故障（按级别）", _png(fig))
+        title = "每日新增故障（按级别）" if over_time["unit"] == "day" else "每月新增故障（按级别）"
+        return Chart("chart-faults@his-sentinel", "faults.png", title, _png(fig))
 
 
 def trend_chart(capacity: Sequence[Mapping[str, Any]], lang: str) -> Chart | None:
