@@ -79,6 +79,7 @@ ORACLE: dict[str, Columns] = {
         "sql_id": "VARCHAR2(13)",
         "blocking_session": "NUMBER",
         "seconds_in_wait": "NUMBER",
+        "status": "VARCHAR2(8)",
         "taddr": "RAW(8)",
     },
     "v$transaction": {
@@ -209,6 +210,7 @@ MSSQL: dict[str, dict[str, dict[str, Columns]]] = {
                 "login_name": "NVARCHAR(128)",
                 "host_name": "NVARCHAR(128)",
                 "program_name": "NVARCHAR(128)",
+                "status": "NVARCHAR(30)",
             },
             "dm_exec_requests": {
                 "session_id": "SMALLINT",

@@ -13,6 +13,7 @@ from probes.base import ProbeContext, Status
 from probes.db import mssql_items as mi
 from probes.db.engine import run_engine
 from probes.db.mssql import Probe, Settings, classify, describe_login_error, items_for
+from probes.thresholds import Threshold
 from tests.dbvendor import NOW, Replay, evaluate, expect, texts
 from tests.servers import silent_tcp_server
 from tests.sql_catalogs import MSSQL, MSSQL_TVFS, CatalogError, check_statement
@@ -390,6 +391,58 @@ def test_always_on_log_shipping_mirroring_logins() -> None:
 
 
 # ----------------------------------------------------------------------------- the driver
+
+
+def test_sessions_blocking_and_long_transactions_share_the_other_engines_evaluation() -> None:
+    counts = {"sessions": [{"user_sessions": 170, "max_connections": 32767}]}
+    sessions = evaluate(ITEM["sessions"], counts, options={"max_sessions": 200})
+    assert {m.name: m.value for m in sessions.metrics} == {"sessions.count": 170, "sessions.used_pct": 85.0}
+    assert texts(sessions) == ["WARN 会话数 170，已用连接上限 200 的 85.0%（阈值 ≥80%）"]
+    # A negative blocker (orphaned distributed transaction) has no session behind it.
+    holder = {
+        "blocking_user": "his",
+        "blocking_client": "WS-07",
+        "blocking_app": "HIS.exe",
+        "blocking_state": "sleeping",
+        "datname": "HISDB",
+    }
+    blocked = [
+        {"waiting_pid": 61, "wait_s": 75.5, "blocking_pid": 58, **holder,
+         "wait_type": "LCK_M_X", "command": "UPDATE"},
+        {"waiting_pid": 70, "wait_s": 5.0, "blocking_pid": -2, **dict.fromkeys(holder),
+         "wait_type": "LCK_M_S", "command": "SELECT"},
+    ]  # fmt: skip
+    out = evaluate(ITEM["blocking"], {"blocked": blocked}, thresholds={"wait_s": Threshold(warn=1)})
+    assert {m.name: m.value for m in out.metrics} == {"blocked.count": 2, "blocked.max_wait_s": 75.5}
+    assert texts(out) == [
+        "WARN 会话 58 阻塞了 1 个会话，最长等待 76 秒"
+        "（库 HISDB，用户 his，客户端 WS-07，程序 HIS.exe，状态 sleeping）（阈值 ≥1 秒）",
+        "WARN 会话 -2 阻塞了 1 个会话，最长等待 5 秒（阈值 ≥1 秒）",
+    ]
+    kept = [(b["wait_type"], b["command"]) for b in out.facts["blocked"]]
+    assert kept == [("LCK_M_X", "UPDATE"), ("LCK_M_S", "SELECT")]
+    # 2008 R2 cannot name a transaction's database: the text leaves it out rather than "库 None".
+    tx = [
+        {
+            "pid": 58,
+            "usename": "his",
+            "state": "sleeping",
+            "client": "WS-07",
+            "app": "HIS.exe",
+            "transaction_name": "user_transaction",
+            "age_s": 7300,
+        }
+    ]
+    long = evaluate(ITEM["long_transactions"], {"transactions": tx})
+    assert {m.name: m.value for m in long.metrics} == {
+        "transactions.open": 1,
+        "transactions.oldest_s": 7300.0,
+    }
+    assert texts(long) == [
+        "CRIT 事务已运行 2.0 小时（会话 58，用户 his，客户端 WS-07，程序 HIS.exe，状态 sleeping）"
+        "（阈值 ≥7200秒）"
+    ]
+    assert long.facts["transactions"][0]["transaction_name"] == "user_transaction"
 
 
 def test_silent_server_returns_within_the_login_timeout(monkeypatch: pytest.MonkeyPatch) -> None:

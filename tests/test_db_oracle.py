@@ -263,6 +263,65 @@ def test_archive_destination_in_error_and_unbacked_archive_logs() -> None:
     assert logs.findings[0].status is Status.WARN and "40 个归档日志" in logs.findings[0].text
 
 
+def test_sessions_and_processes_against_their_limits_unlimited_is_not_judged() -> None:
+    def limit(name: str, cur: int, top: int, value: str) -> dict[str, object]:
+        return {
+            "resource_name": name,
+            "current_utilization": cur,
+            "max_utilization": top,
+            "limit_value": value,
+        }
+
+    rows = [limit("sessions", 460, 470, " 500"), limit("processes", 120, 130, "300")]
+    out = evaluate(ITEM["sessions"], {"limits": rows})
+    assert {m.name: m.value for m in out.metrics} == {
+        "sessions.count": 460, "sessions.used_pct": 92.0, "processes.count": 120, "processes.used_pct": 40.0,
+    }  # fmt: skip
+    assert texts(out) == ["CRIT 会话数 460，已用会话上限 500 的 92.0%（阈值 ≥90%）"]
+    assert out.facts["processes"] == {"current": 120.0, "max_seen": 130.0, "limit": 300.0}
+    unlimited = evaluate(ITEM["sessions"], {"limits": [{**rows[0], "limit_value": "UNLIMITED"}]})
+    assert [m.name for m in unlimited.metrics] == ["sessions.count"] and unlimited.findings == ()
+
+
+def test_blocking_names_each_blocker_with_the_shared_metric_names() -> None:
+    base = {
+        "blocking_user": "HIS",
+        "blocking_client": "app01",
+        "blocking_app": "JDBC Thin Client",
+        "blocking_state": "INACTIVE",
+        "datname": "HISDB",
+        "event": "enq: TX - row lock contention",
+    }
+    rows = [
+        {**base, "waiting_pid": 31, "wait_s": 400, "blocking_pid": 12, "sql_id": "a1"},
+        {**base, "waiting_pid": 32, "wait_s": 90, "blocking_pid": 12, "sql_id": "a2"},
+        {**base, "waiting_pid": 40, "wait_s": 20, "blocking_pid": 15, "sql_id": "b1"},
+    ]
+    out = evaluate(ITEM["blocking"], {"blocked": rows})
+    assert {m.name: m.value for m in out.metrics} == {"blocked.count": 3, "blocked.max_wait_s": 400.0}
+    assert texts(out) == [
+        "CRIT 会话 12 阻塞了 2 个会话，最长等待 400 秒"
+        "（库 HISDB，用户 HIS，客户端 app01，程序 JDBC Thin Client，状态 INACTIVE）（阈值 ≥300 秒）"
+    ]
+    assert out.facts["blocked"][0]["event"] == "enq: TX - row lock contention"
+    assert [b["sql_id"] for b in out.facts["blocked"]] == ["a1", "a2", "b1"]
+
+
+def test_long_transactions_oldest_first_with_undo_blocks_in_the_facts() -> None:
+    base = {"datname": "HISDB", "app": None}
+    rows = [
+        {**base, "pid": 7, "usename": "HIS", "state": "INACTIVE", "client": "app01", "undo_blocks": 12},
+        {**base, "pid": 9, "usename": "EMR", "state": "ACTIVE", "client": "app02", "undo_blocks": 9e4},
+    ]
+    rows[0]["age_s"], rows[1]["age_s"] = 2400, 9000
+    out = evaluate(ITEM["long_transactions"], {"transactions": rows})
+    assert {m.name: m.value for m in out.metrics} == {"transactions.open": 2, "transactions.oldest_s": 9000.0}
+    assert [(f.status, f.obj) for f in out.findings] == [(Status.CRIT, "9"), (Status.WARN, "7")]
+    first = "事务已运行 2.5 小时（会话 9，库 HISDB，用户 EMR，客户端 app02，状态 ACTIVE）"
+    assert out.findings[0].text.startswith(first)
+    assert [t["undo_blocks"] for t in out.facts["transactions"]] == [12, 9e4]
+
+
 def test_account_expiry_of_schema_owners_and_the_monitoring_account() -> None:
     users = [
         {

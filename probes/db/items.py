@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
 from types import MappingProxyType
 from typing import Any
@@ -34,6 +34,7 @@ __all__ = [
     "fmt_bytes",
     "fmt_duration",
     "judge_backups",
+    "limit_outcome",
     "long_transactions_outcome",
     "num",
     "one",
@@ -278,6 +279,8 @@ def space_outcome(entries: Iterable[SpaceEntry], ictx: ItemContext) -> ItemOutco
 
 MAX_FINDINGS = 5
 """Sessions named per item at most; the rest are in the facts."""
+MAX_FACTS = 50
+"""Sessions listed in an item's facts at most."""
 
 
 def num(v: Any) -> float | None:
@@ -299,29 +302,47 @@ def who(r: Row, prefix: str = "") -> str:
     return "，".join(p for p in parts if p)
 
 
+def limit_outcome(
+    kind: str, current: float, limit: float, ictx: ItemContext, *, noun: str, limit_noun: str, obj: str
+) -> ItemOutcome:
+    """A count against a server limit (sessions, processes): metrics `<kind>.count` and, with
+    a limit, `<kind>.used_pct`, threshold `used_pct`."""
+    metrics = [Metric(f"{kind}.count", current)]
+    findings: list[Finding] = []
+    if limit > 0:
+        pct = current / limit * 100.0
+        metrics.append(Metric(f"{kind}.used_pct", round(pct, 2), "%"))
+        text = f"{noun} {current:.0f}，已用{limit_noun} {limit:.0f} 的 {pct:.1f}%"
+        f = threshold_finding(ictx, "used_pct", pct, text, category="数据安全类", obj=obj, unit="%")
+        if f:
+            findings.append(f)
+    return ItemOutcome(tuple(metrics), tuple(findings), {kind: current, "limit": limit})
+
+
 def sessions_outcome(
     sessions: float, limit: float, extra: Sequence[Metric], ictx: ItemContext
 ) -> ItemOutcome:
     """Sessions against the server's limit: metrics sessions.count / used_pct plus `extra`,
     threshold `used_pct`."""
-    metrics = [Metric("sessions.count", sessions), *extra]
-    findings: list[Finding] = []
-    if limit > 0:
-        pct = sessions / limit * 100.0
-        metrics.append(Metric("sessions.used_pct", round(pct, 2), "%"))
-        text = f"会话数 {sessions:.0f}，已用连接上限 {limit:.0f} 的 {pct:.1f}%"
-        f = threshold_finding(
-            ictx, "used_pct", pct, text, category="数据安全类", obj="max_connections", unit="%"
-        )
-        if f:
-            findings.append(f)
-    return ItemOutcome(tuple(metrics), tuple(findings), {"sessions": sessions, "limit": limit})
+    out = limit_outcome(
+        "sessions", sessions, limit, ictx, noun="会话数", limit_noun="连接上限", obj="max_connections"
+    )
+    return replace(out, metrics=(out.metrics[0], *extra, *out.metrics[1:]))
 
 
-def blocking_outcome(rows: Rows, ictx: ItemContext) -> ItemOutcome:
+def _kept(r: Row, keep: Sequence[str]) -> dict[str, Any]:
+    return {k: r.get(k) for k in keep}
+
+
+def _in_db(r: Row) -> str:
+    return f"库 {r.get('datname')}" if r.get("datname") is not None else ""
+
+
+def blocking_outcome(rows: Rows, ictx: ItemContext, *, keep: Sequence[str] = ()) -> ItemOutcome:
     """Lock waits, one row per (waiting, blocking) pair with the columns waiting_pid, wait_s,
     blocking_pid, blocking_user, blocking_client, blocking_app, blocking_state, datname.
-    One finding per blocking session (threshold `wait_s`), worst first."""
+    One finding per blocking session (threshold `wait_s`), worst first. The columns named
+    in `keep` (an engine's own: wait event, SQL id) go into the facts as they are."""
     waits: dict[int, float] = {}
     for r in rows:
         pid = int(r["waiting_pid"])
@@ -341,10 +362,9 @@ def blocking_outcome(rows: Rows, ictx: ItemContext) -> ItemOutcome:
         victims = sum(1 for x in rows if x.get("blocking_pid") == r.get("blocking_pid"))
         state = r.get("blocking_state")
         holder = who(r, "blocking_") + (f"，状态 {state}" if state else "")
-        text = (
-            f"会话 {r.get('blocking_pid')} 阻塞了 {victims} 个会话，最长等待 {wait:.0f} 秒"
-            f"（库 {r.get('datname')}{'，' + holder if holder else ''}）"
-        )
+        where = "，".join(p for p in (_in_db(r), holder) if p)
+        text = f"会话 {r.get('blocking_pid')} 阻塞了 {victims} 个会话，最长等待 {wait:.0f} 秒"
+        text += f"（{where}）" if where else ""
         f = threshold_finding(
             ictx, "wait_s", wait, text, category="数据安全类", obj=str(r.get("blocking_pid")), unit=" 秒"
         )
@@ -359,16 +379,18 @@ def blocking_outcome(rows: Rows, ictx: ItemContext) -> ItemOutcome:
                 "blocking_user": r.get("blocking_user"),
                 "blocking_state": r.get("blocking_state"),
                 "database": r.get("datname"),
+                **_kept(r, keep),
             }
-            for r in rows[:50]
+            for r in rows[:MAX_FACTS]
         ]
     }
     return ItemOutcome(metrics, tuple(findings), facts)
 
 
-def long_transactions_outcome(rows: Rows, ictx: ItemContext) -> ItemOutcome:
-    """Open transactions with the columns pid, usename, datname, state, application_name,
-    client, age_s. One finding per transaction over threshold `age_s`, oldest first."""
+def long_transactions_outcome(rows: Rows, ictx: ItemContext, *, keep: Sequence[str] = ()) -> ItemOutcome:
+    """Open transactions with the columns pid, usename, datname, state, client, app, age_s.
+    One finding per transaction over threshold `age_s`, oldest first. The columns named in
+    `keep` (an engine's own: undo blocks) go into the facts as they are."""
     rows = [r for r in rows if r.get("age_s") is not None]
     oldest = max((float(r["age_s"]) for r in rows), default=0.0)
     metrics = (Metric("transactions.open", len(rows)), Metric("transactions.oldest_s", round(oldest, 1), "s"))
@@ -376,7 +398,8 @@ def long_transactions_outcome(rows: Rows, ictx: ItemContext) -> ItemOutcome:
     for r in sorted(rows, key=lambda x: -float(x["age_s"]))[:MAX_FINDINGS]:
         age = float(r["age_s"])
         holder = who(r) + (f"，状态 {r.get('state')}" if r.get("state") else "")
-        text = f"事务已运行 {fmt_duration(age)}（会话 {r.get('pid')}，库 {r.get('datname')}，{holder}）"
+        where = "，".join(p for p in (f"会话 {r.get('pid')}", _in_db(r), holder) if p)
+        text = f"事务已运行 {fmt_duration(age)}（{where}）"
         f = threshold_finding(
             ictx, "age_s", age, text, category="数据安全类", obj=str(r.get("pid")), unit="秒"
         )
@@ -390,8 +413,9 @@ def long_transactions_outcome(rows: Rows, ictx: ItemContext) -> ItemOutcome:
                 "database": r.get("datname"),
                 "state": r.get("state"),
                 "age_s": num(r.get("age_s")),
+                **_kept(r, keep),
             }
-            for r in rows
+            for r in rows[:MAX_FACTS]
         ]
     }
     return ItemOutcome(metrics, tuple(findings), facts)

@@ -24,10 +24,12 @@ from probes.db.items import (
     Item,
     ItemContext,
     ItemOutcome,
-    Row,
     Rows,
     SpaceEntry,
+    blocking_outcome,
     fmt_duration,
+    long_transactions_outcome,
+    sessions_outcome,
     space_outcome,
     threshold_finding,
 )
@@ -75,17 +77,22 @@ SELECT (SELECT COUNT(*) FROM sys.dm_exec_sessions AS s WHERE s.is_user_process =
        @@MAX_CONNECTIONS AS max_connections
 """
 
+# Column names follow probes.db.items.blocking_outcome / long_transactions_outcome. A negative
+# blocking_session_id (orphaned distributed transaction, latch) has no session to join.
 SQL_BLOCKING = """
-SELECT r.session_id, r.blocking_session_id, r.wait_type, r.wait_time AS wait_ms, r.command,
-       DB_NAME(r.database_id) AS database_name, s.login_name, s.host_name, s.program_name
+SELECT r.session_id AS waiting_pid, r.wait_time / 1000.0 AS wait_s, r.blocking_session_id AS blocking_pid,
+       b.login_name AS blocking_user, b.host_name AS blocking_client, b.program_name AS blocking_app,
+       b.status AS blocking_state, DB_NAME(r.database_id) AS datname, r.wait_type, r.command
 FROM sys.dm_exec_requests AS r
-JOIN sys.dm_exec_sessions AS s ON s.session_id = r.session_id
+LEFT JOIN sys.dm_exec_sessions AS b ON b.session_id = r.blocking_session_id
 WHERE r.blocking_session_id <> 0
 """
 
+# sys.dm_exec_sessions.database_id is 2012+: the transaction's database is left out for 2008 R2.
 SQL_LONG_TX = """
-SELECT st.session_id, tat.name, DATEDIFF(SECOND, tat.transaction_begin_time, GETDATE()) AS age_s,
-       s.login_name, s.host_name, s.program_name
+SELECT st.session_id AS pid, s.login_name AS usename, s.status AS state, s.host_name AS client,
+       s.program_name AS app, tat.name AS transaction_name,
+       DATEDIFF(SECOND, tat.transaction_begin_time, GETDATE()) AS age_s
 FROM sys.dm_tran_active_transactions AS tat
 JOIN sys.dm_tran_session_transactions AS st ON st.transaction_id = tat.transaction_id
 JOIN sys.dm_exec_sessions AS s ON s.session_id = st.session_id
@@ -355,83 +362,17 @@ def eval_space(data: Mapping[str, Rows], ctx: ItemContext) -> ItemOutcome:
 
 def eval_sessions(data: Mapping[str, Rows], ctx: ItemContext) -> ItemOutcome:
     row = data["sessions"][0] if data["sessions"] else {}
-    cur = fnum(row.get("user_sessions")) or 0.0
-    limit = fnum(ctx.options.get("max_sessions")) or fnum(row.get("max_connections"))
-    metrics = [Metric("sessions.user", cur)]
-    findings = []
-    if limit:
-        pct = cur / limit * 100.0
-        metrics.append(Metric("sessions.used_pct", round(pct, 2), "%"))
-        f = threshold_finding(
-            ctx,
-            "used_pct",
-            pct,
-            f"用户会话 {cur:.0f}/{limit:.0f}（{pct:.1f}%）",
-            category="数据安全类",
-            obj="sessions",
-        )
-        if f:
-            findings.append(f)
-    return ItemOutcome(tuple(metrics), tuple(findings), {"user_sessions": cur, "limit": limit})
-
-
-def _who(r: Row) -> str:
-    return "/".join(
-        p for p in (_s(r.get("login_name")), _s(r.get("host_name")), _s(r.get("program_name"))) if p
-    )
+    # @@MAX_CONNECTIONS is 32767 unless an administrator lowered it: max_sessions sets the real one.
+    limit = fnum(ctx.options.get("max_sessions")) or fnum(row.get("max_connections")) or 0.0
+    return sessions_outcome(fnum(row.get("user_sessions")) or 0.0, limit, (), ctx)
 
 
 def eval_blocking(data: Mapping[str, Rows], ctx: ItemContext) -> ItemOutcome:
-    rows = data["blocked"]
-    waits = [(fnum(r.get("wait_ms")) or 0.0) / 1000.0 for r in rows]
-    worst = max(waits, default=0.0)
-    metrics = (Metric("blocked_sessions", len(rows)), Metric("blocked_max_wait_s", round(worst, 1), "s"))
-    findings = []
-    if rows:
-        top = rows[waits.index(worst)]
-        text = (
-            f"{len(rows)} 个请求被阻塞，最长等待 {fmt_duration(worst)}（会话 {top.get('session_id')} 被 "
-            f"{top.get('blocking_session_id')} 阻塞，库 {_s(top.get('database_name'))}，{_who(top)}）"
-        )
-        f = threshold_finding(
-            ctx, "wait_s", worst, text, category="数据安全类", obj=str(top.get("blocking_session_id"))
-        )
-        if f:
-            findings.append(f)
-    facts = {
-        "blocked": [
-            {
-                "session": r.get("session_id"),
-                "blocker": r.get("blocking_session_id"),
-                "wait_ms": r.get("wait_ms"),
-                "wait_type": _s(r.get("wait_type")),
-                "database": _s(r.get("database_name")),
-                "who": _who(r),
-            }
-            for r in rows[:50]
-        ]
-    }
-    return ItemOutcome(metrics, tuple(findings), facts)
+    return blocking_outcome(data["blocked"], ctx, keep=("wait_type", "command"))
 
 
 def eval_long_transactions(data: Mapping[str, Rows], ctx: ItemContext) -> ItemOutcome:
-    rows = sorted(data["transactions"], key=lambda r: -(fnum(r.get("age_s")) or 0.0))
-    oldest = (fnum(rows[0].get("age_s")) or 0.0) if rows else 0.0
-    metrics = (Metric("transactions.active", len(rows)), Metric("transactions.oldest_s", round(oldest), "s"))
-    findings = []
-    if rows:
-        text = f"最长事务已运行 {fmt_duration(oldest)}（会话 {rows[0].get('session_id')}，{_who(rows[0])}）"
-        f = threshold_finding(
-            ctx, "age_s", oldest, text, category="数据安全类", obj=str(rows[0].get("session_id"))
-        )
-        if f:
-            findings.append(f)
-    facts = {
-        "transactions": [
-            {"session": r.get("session_id"), "age_s": r.get("age_s"), "who": _who(r)} for r in rows[:50]
-        ]
-    }
-    return ItemOutcome(metrics, tuple(findings), facts)
+    return long_transactions_outcome(data["transactions"], ctx, keep=("transaction_name",))
 
 
 _LOG_MODELS = ("FULL", "BULK_LOGGED")

@@ -27,7 +27,10 @@ from probes.db.items import (
     Row,
     Rows,
     SpaceEntry,
+    blocking_outcome,
     fmt_bytes,
+    limit_outcome,
+    long_transactions_outcome,
     space_outcome,
     threshold_finding,
 )
@@ -80,15 +83,19 @@ FROM v$resource_limit r
 WHERE r.resource_name IN ('sessions', 'processes')
 """
 
+# Column names follow probes.db.items.blocking_outcome / long_transactions_outcome.
 SQL_BLOCKING = """
-SELECT s.sid, s.username, s.machine, s.program, s.event, s.sql_id, s.blocking_session,
-       s.seconds_in_wait AS wait_s
+SELECT s.sid AS waiting_pid, s.seconds_in_wait AS wait_s, s.blocking_session AS blocking_pid,
+       b.username AS blocking_user, b.machine AS blocking_client, b.program AS blocking_app,
+       b.status AS blocking_state, SYS_CONTEXT('USERENV', 'DB_NAME') AS datname, s.event, s.sql_id
 FROM v$session s
+LEFT JOIN v$session b ON b.sid = s.blocking_session
 WHERE s.blocking_session IS NOT NULL
 """
 
 SQL_LONG_TX = """
-SELECT s.sid, s.username, s.machine, s.program, t.used_ublk,
+SELECT s.sid AS pid, s.username AS usename, SYS_CONTEXT('USERENV', 'DB_NAME') AS datname, s.status AS state,
+       s.machine AS client, s.program AS app, t.used_ublk AS undo_blocks,
        (SYSDATE - t.start_date) * 86400 AS age_s
 FROM v$transaction t
 JOIN v$session s ON s.taddr = t.addr
@@ -287,96 +294,36 @@ def eval_tablespaces(data: Mapping[str, Rows], ctx: ItemContext) -> ItemOutcome:
     return ItemOutcome(main.metrics + quiet.metrics, main.findings, {"space": facts})
 
 
+def _resource(r: Row) -> tuple[float, float]:
+    """(current, limit) of a V$RESOURCE_LIMIT row; limit 0 when UNLIMITED."""
+    limit = fnum(_s(r.get("limit_value")).replace("UNLIMITED", "") or None)
+    return fnum(r.get("current_utilization")) or 0.0, limit or 0.0
+
+
+_RESOURCE_ZH = {"sessions": ("会话数", "会话上限"), "processes": ("进程数", "进程上限")}
+
+
 def eval_sessions(data: Mapping[str, Rows], ctx: ItemContext) -> ItemOutcome:
     metrics: list[Metric] = []
     findings: list[Finding] = []
     facts: dict[str, Any] = {}
     for r in data["limits"]:
         res = _s(r.get("resource_name")).lower()
-        cur = fnum(r.get("current_utilization")) or 0.0
-        limit = fnum(_s(r.get("limit_value")).replace("UNLIMITED", "") or None)
-        facts[res] = {"current": cur, "max_seen": fnum(r.get("max_utilization")), "limit": limit}
-        metrics.append(Metric(f"{res}.current", cur))
-        if limit:
-            pct = cur / limit * 100.0
-            metrics.append(Metric(f"{res}.used_pct", round(pct, 2), "%"))
-            f = threshold_finding(
-                ctx,
-                "used_pct",
-                pct,
-                f"{res} 已用 {cur:.0f}/{limit:.0f}（{pct:.1f}%）",
-                category="数据安全类",
-                obj=res,
-            )
-            if f:
-                findings.append(f)
+        cur, limit = _resource(r)
+        noun, limit_noun = _RESOURCE_ZH.get(res, (res, f"{res} 上限"))
+        out = limit_outcome(res, cur, limit, ctx, noun=noun, limit_noun=limit_noun, obj=res)
+        metrics += out.metrics
+        findings += out.findings
+        facts[res] = {"current": cur, "max_seen": fnum(r.get("max_utilization")), "limit": limit or None}
     return ItemOutcome(tuple(metrics), tuple(findings), facts)
 
 
-def _who(r: Row) -> str:
-    parts = [_s(r.get("username")) or "-", _s(r.get("machine")), _s(r.get("program"))]
-    return "/".join(p for p in parts if p)
-
-
 def eval_blocking(data: Mapping[str, Rows], ctx: ItemContext) -> ItemOutcome:
-    rows = data["blocked"]
-    worst_wait = max((fnum(r.get("wait_s")) or 0.0 for r in rows), default=0.0)
-    facts = {
-        "blocked": [
-            {
-                "sid": r.get("sid"),
-                "blocker": r.get("blocking_session"),
-                "wait_s": fnum(r.get("wait_s")),
-                "who": _who(r),
-                "event": _s(r.get("event")),
-                "sql_id": _s(r.get("sql_id")),
-            }
-            for r in rows[:50]
-        ]
-    }
-    metrics = (Metric("blocked_sessions", len(rows)), Metric("blocked_max_wait_s", round(worst_wait, 1), "s"))
-    findings: list[Finding] = []
-    if rows:
-        top = max(rows, key=lambda r: fnum(r.get("wait_s")) or 0.0)
-        text = (
-            f"{len(rows)} 个会话被阻塞，最长等待 {worst_wait:.0f} 秒"
-            f"（会话 {top.get('sid')} 被 {top.get('blocking_session')} 阻塞，{_who(top)}）"
-        )
-        f = threshold_finding(
-            ctx, "wait_s", worst_wait, text, category="数据安全类", obj=str(top.get("blocking_session"))
-        )
-        if f:
-            findings.append(f)
-    return ItemOutcome(metrics, tuple(findings), facts)
+    return blocking_outcome(data["blocked"], ctx, keep=("event", "sql_id"))
 
 
 def eval_long_transactions(data: Mapping[str, Rows], ctx: ItemContext) -> ItemOutcome:
-    rows = sorted(data["transactions"], key=lambda r: -(fnum(r.get("age_s")) or 0.0))
-    oldest = fnum(rows[0].get("age_s")) if rows else 0.0
-    facts = {
-        "transactions": [
-            {
-                "sid": r.get("sid"),
-                "age_s": fnum(r.get("age_s")),
-                "who": _who(r),
-                "undo_blocks": r.get("used_ublk"),
-            }
-            for r in rows[:50]
-        ]
-    }
-    metrics = (
-        Metric("transactions.active", len(rows)),
-        Metric("transactions.oldest_s", round(oldest or 0.0), "s"),
-    )
-    findings: list[Finding] = []
-    if rows:
-        text = f"最长事务已运行 {(oldest or 0) / 60:.0f} 分钟（会话 {rows[0].get('sid')}，{_who(rows[0])}）"
-        f = threshold_finding(
-            ctx, "age_s", oldest or 0.0, text, category="数据安全类", obj=str(rows[0].get("sid"))
-        )
-        if f:
-            findings.append(f)
-    return ItemOutcome(metrics, tuple(findings), facts)
+    return long_transactions_outcome(data["transactions"], ctx, keep=("undo_blocks",))
 
 
 def eval_scheduler_jobs(data: Mapping[str, Rows], ctx: ItemContext) -> ItemOutcome:
