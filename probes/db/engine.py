@@ -240,6 +240,11 @@ class DeadlineGuard:
             with s:
                 s.shutdown(socket.SHUT_RDWR)
 
+    def raise_if_fired(self) -> None:
+        """Called on a driver error: when the guard cut the session, that is why it failed."""
+        if self.fired:
+            raise TimeoutError("the server stopped answering; the session was cut at the deadline") from None
+
     def cancel(self) -> None:
         self._timer.cancel()
         self._timer.join(1.0)

@@ -814,19 +814,15 @@ def eval_logins(data: Mapping[str, Rows], ctx: ItemContext) -> ItemOutcome:
 # ---------------------------------------------------------------------------- the table
 
 
-def _t(warn: float | None = None, crit: float | None = None, below: bool = False) -> Threshold:
-    return Threshold(warn, crit, below)
-
-
 VIEW_STATE = "GRANT VIEW SERVER STATE TO [<login>]"
 MSDB = "USE msdb; CREATE USER [<login>] FOR LOGIN [<login>]; GRANT SELECT ON msdb.dbo.{} TO [<login>]"
 DEFINITION = "GRANT VIEW ANY DEFINITION TO [<login>]"
 BACKUP_THRESHOLDS = {
-    "full_age_s": _t(crit=7 * DAY_S),
-    "diff_age_s": _t(crit=26 * 3600),
-    "log_age_s": _t(crit=2 * 3600),
+    "full_age_s": Threshold(crit=7 * DAY_S),
+    "diff_age_s": Threshold(crit=26 * 3600),
+    "log_age_s": Threshold(crit=2 * 3600),
 }
-SPACE_THRESHOLDS = {"used_pct": _t(85, 95), "days_to_full": _t(30, 7, below=True)}
+SPACE_THRESHOLDS = {"used_pct": Threshold(85, 95), "days_to_full": Threshold(30, 7, below=True)}
 
 _BACKUPS = dict(
     name="backups",
@@ -845,7 +841,7 @@ ITEMS: tuple[Item, ...] = (
         eval_version,
         VIEW_STATE,
         "数据安全类",
-        thresholds={"uptime_s": _t(DAY_S, below=True)},
+        thresholds={"uptime_s": Threshold(DAY_S, below=True)},
     ),
     Item(
         "database_state",
@@ -871,7 +867,7 @@ ITEMS: tuple[Item, ...] = (
         eval_sessions,
         VIEW_STATE,
         "数据安全类",
-        thresholds={"used_pct": _t(80, 90)},
+        thresholds={"used_pct": Threshold(80, 90)},
     ),
     Item(
         "blocking",
@@ -880,7 +876,7 @@ ITEMS: tuple[Item, ...] = (
         eval_blocking,
         VIEW_STATE,
         "数据安全类",
-        thresholds={"wait_s": _t(60, 300)},
+        thresholds={"wait_s": Threshold(60, 300)},
     ),
     Item(
         "long_transactions",
@@ -889,7 +885,7 @@ ITEMS: tuple[Item, ...] = (
         eval_long_transactions,
         VIEW_STATE,
         "数据安全类",
-        thresholds={"age_s": _t(1800, 7200)},
+        thresholds={"age_s": Threshold(1800, 7200)},
     ),
     Item(
         queries={"databases": SQL_BACKUP_DATABASES, "history": SQL_BACKUP_HISTORY},
@@ -912,7 +908,7 @@ ITEMS: tuple[Item, ...] = (
         DEFINITION,
         "数据安全类",
         min_version=(13, 0, 5026),
-        thresholds={"age_s": _t(8 * DAY_S, 31 * DAY_S)},
+        thresholds={"age_s": Threshold(8 * DAY_S, 31 * DAY_S)},
     ),
     Item(
         "suspect_pages",
@@ -929,7 +925,7 @@ ITEMS: tuple[Item, ...] = (
         eval_log_space,
         VIEW_STATE,
         "数据安全类",
-        thresholds={"used_pct": _t(80, 90)},
+        thresholds={"used_pct": Threshold(80, 90)},
     ),
     Item(
         "agent_jobs",
@@ -981,7 +977,7 @@ ITEMS: tuple[Item, ...] = (
         eval_logins,
         DEFINITION,
         "数据安全类",
-        thresholds={"days_left": _t(14, 3, below=True)},
+        thresholds={"days_left": Threshold(14, 3, below=True)},
     ),
 )
 

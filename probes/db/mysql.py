@@ -76,10 +76,7 @@ class MyConnection:
                 names = [str(c[0]).lower() for c in cur.description]
                 return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
         except pymysql.Error as exc:
-            if self._guard.fired:
-                raise TimeoutError(
-                    "the server stopped answering; the session was cut at the deadline"
-                ) from None
+            self._guard.raise_if_fired()
             if _code(exc) in _TIMEOUT:
                 raise TimeoutError(error_text(exc)) from None
             raise

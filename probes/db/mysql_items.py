@@ -344,10 +344,6 @@ def eval_events(data: Mapping[str, Rows], ictx: ItemContext) -> ItemOutcome:
 # ---------------------------------------------------------------------------- the table
 
 
-def _t(warn: float | None = None, crit: float | None = None, below: bool = False) -> Threshold:
-    return Threshold(warn, crit, below)
-
-
 PROCESS = "GRANT PROCESS ON *.* TO <user>"
 
 _BASE: tuple[Item, ...] = (
@@ -358,7 +354,7 @@ _BASE: tuple[Item, ...] = (
         eval_version,
         "无需额外授权",
         DATA,
-        thresholds={"uptime_s": _t(DAY_S, below=True)},
+        thresholds={"uptime_s": Threshold(DAY_S, below=True)},
     ),
     Item(
         "database_state",
@@ -376,10 +372,10 @@ _BASE: tuple[Item, ...] = (
         "GRANT SHOW VIEW ON *.* TO <user>（information_schema 只列出有权限的表）",
         DATA,
         thresholds={
-            "used_pct": _t(85, 95),
-            "days_to_full": _t(30, 7, below=True),
-            "size_bytes": _t(),
-            "growth_bytes_per_day": _t(),
+            "used_pct": Threshold(85, 95),
+            "days_to_full": Threshold(30, 7, below=True),
+            "size_bytes": Threshold(),
+            "growth_bytes_per_day": Threshold(),
         },
     ),
     Item(
@@ -389,7 +385,7 @@ _BASE: tuple[Item, ...] = (
         eval_sessions,
         "无需额外授权",
         DATA,
-        thresholds={"used_pct": _t(80, 90)},
+        thresholds={"used_pct": Threshold(80, 90)},
     ),
     Item(
         "blocking",
@@ -398,7 +394,7 @@ _BASE: tuple[Item, ...] = (
         eval_blocking,
         PROCESS,
         DATA,
-        thresholds={"wait_s": _t(30, 120)},
+        thresholds={"wait_s": Threshold(30, 120)},
     ),
     Item(
         "long_transactions",
@@ -407,7 +403,7 @@ _BASE: tuple[Item, ...] = (
         eval_long_transactions,
         PROCESS,
         DATA,
-        thresholds={"age_s": _t(1800, 7200)},
+        thresholds={"age_s": Threshold(1800, 7200)},
     ),
     Item(
         "replication",
@@ -417,7 +413,7 @@ _BASE: tuple[Item, ...] = (
         "GRANT SLAVE MONITOR ON *.* TO <user>",
         DATA,
         optional=True,
-        thresholds={"lag_s": _t(300, 1800)},
+        thresholds={"lag_s": Threshold(300, 1800)},
     ),
     Item(
         "deadlocks",
@@ -426,7 +422,7 @@ _BASE: tuple[Item, ...] = (
         eval_deadlocks,
         "无需额外授权",
         DATA,
-        thresholds={"deadlocks": _t(1)},
+        thresholds={"deadlocks": Threshold(1)},
     ),
     Item("binary_log", "二进制日志设置", {"variables": SQL_BINLOG}, eval_binlog, "无需额外授权", DATA),
     Item(

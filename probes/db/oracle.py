@@ -93,7 +93,24 @@ def parse_version(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in re.findall(r"\d+", text)[:5])
 
 
-class ThinConnection:
+class _Session:
+    """What thin and thick sessions share: both ask the server for its version and clock."""
+
+    _conn: Any
+
+    def query(self, sql: str, timeout_s: float) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def server_version(self) -> tuple[int, ...]:
+        return parse_version(self._conn.version)
+
+    def server_now(self) -> datetime | None:
+        rows = self.query(SQL_SERVER_NOW, 2.0)
+        value = rows[0].get("now_utc") if rows else None
+        return as_utc(value) if isinstance(value, datetime) else None
+
+
+class ThinConnection(_Session):
     """A thin-mode session on its own event loop: every call is bounded by asyncio.wait_for."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, conn: Any) -> None:
@@ -132,14 +149,6 @@ class ThinConnection:
 
         return self._loop.run_until_complete(bounded())
 
-    def server_version(self) -> tuple[int, ...]:
-        return parse_version(self._conn.version)
-
-    def server_now(self) -> datetime | None:
-        rows = self.query(SQL_SERVER_NOW, 2.0)
-        value = rows[0].get("now_utc") if rows else None
-        return as_utc(value) if isinstance(value, datetime) else None
-
     async def _close(self) -> None:
         await asyncio.wait_for(self._conn.close(), 1.0)
 
@@ -151,7 +160,7 @@ class ThinConnection:
             self._loop.close()
 
 
-class ThickConnection:
+class ThickConnection(_Session):
     """Thick mode (Instant Client): Oracle Net enforces the limits, no event loop."""
 
     def __init__(self, conn: Any) -> None:
@@ -162,14 +171,6 @@ class ThickConnection:
         with self._conn.cursor() as cursor:
             cursor.execute(sql)
             return _rows(cursor, cursor.fetchall())
-
-    def server_version(self) -> tuple[int, ...]:
-        return parse_version(self._conn.version)
-
-    def server_now(self) -> datetime | None:
-        rows = self.query(SQL_SERVER_NOW, 2.0)
-        value = rows[0].get("now_utc") if rows else None
-        return as_utc(value) if isinstance(value, datetime) else None
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

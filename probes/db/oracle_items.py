@@ -721,10 +721,6 @@ def eval_asm(data: Mapping[str, Rows], ctx: ItemContext) -> ItemOutcome:
 # ---------------------------------------------------------------------------- the table
 
 
-def _t(warn: float | None = None, crit: float | None = None, below: bool = False) -> Threshold:
-    return Threshold(warn, crit, below)
-
-
 _V = "sys.v_$"
 
 ITEMS: tuple[Item, ...] = (
@@ -735,7 +731,7 @@ ITEMS: tuple[Item, ...] = (
         eval_version,
         _grant(f"{_V}instance"),
         "数据安全类",
-        thresholds={"uptime_s": _t(DAY_S, below=True)},
+        thresholds={"uptime_s": Threshold(DAY_S, below=True)},
     ),
     Item(
         "open_mode",
@@ -757,7 +753,7 @@ ITEMS: tuple[Item, ...] = (
             "sys.dba_tablespaces",
         ),
         "数据安全类",
-        thresholds={"used_pct": _t(85, 95), "days_to_full": _t(30, 7, below=True)},
+        thresholds={"used_pct": Threshold(85, 95), "days_to_full": Threshold(30, 7, below=True)},
     ),
     Item(
         "sessions",
@@ -766,7 +762,7 @@ ITEMS: tuple[Item, ...] = (
         eval_sessions,
         _grant(f"{_V}resource_limit"),
         "数据安全类",
-        thresholds={"used_pct": _t(80, 90)},
+        thresholds={"used_pct": Threshold(80, 90)},
     ),
     Item(
         "blocking",
@@ -775,7 +771,7 @@ ITEMS: tuple[Item, ...] = (
         eval_blocking,
         _grant(f"{_V}session"),
         "数据安全类",
-        thresholds={"wait_s": _t(60, 300)},
+        thresholds={"wait_s": Threshold(60, 300)},
     ),
     Item(
         "long_transactions",
@@ -784,7 +780,7 @@ ITEMS: tuple[Item, ...] = (
         eval_long_transactions,
         _grant(f"{_V}transaction", f"{_V}session"),
         "数据安全类",
-        thresholds={"age_s": _t(1800, 7200)},
+        thresholds={"age_s": Threshold(1800, 7200)},
     ),
     Item(
         "scheduler_jobs",
@@ -801,9 +797,9 @@ ITEMS: tuple[Item, ...] = (
         _grant(f"{_V}database", f"{_V}rman_backup_job_details", f"{_V}backup_set_details"),
         "数据安全类",
         thresholds={
-            "full_age_s": _t(crit=7 * DAY_S),
-            "incremental_age_s": _t(crit=26 * 3600),
-            "archivelog_age_s": _t(crit=26 * 3600),
+            "full_age_s": Threshold(crit=7 * DAY_S),
+            "incremental_age_s": Threshold(crit=26 * 3600),
+            "archivelog_age_s": Threshold(crit=26 * 3600),
         },
     ),
     Item(
@@ -813,7 +809,7 @@ ITEMS: tuple[Item, ...] = (
         eval_archived_logs,
         _grant(f"{_V}archived_log"),
         "数据安全类",
-        thresholds={"oldest_age_s": _t(26 * 3600, 48 * 3600)},
+        thresholds={"oldest_age_s": Threshold(26 * 3600, 48 * 3600)},
     ),
     Item(
         "fra",
@@ -822,7 +818,7 @@ ITEMS: tuple[Item, ...] = (
         eval_fra,
         _grant(f"{_V}recovery_file_dest"),
         "数据安全类",
-        thresholds={"used_pct": _t(80, 90)},
+        thresholds={"used_pct": Threshold(80, 90)},
     ),
     Item(
         "archive_dest",
@@ -847,7 +843,7 @@ ITEMS: tuple[Item, ...] = (
         {"invalid": SQL_INVALID_OBJECTS},
         eval_invalid_objects,
         _grant("sys.dba_objects"),
-        thresholds={"count": _t(1)},
+        thresholds={"count": Threshold(1)},
     ),
     Item(
         "dataguard",
@@ -857,7 +853,7 @@ ITEMS: tuple[Item, ...] = (
         _grant(f"{_V}dataguard_stats"),
         "数据安全类",
         optional=True,
-        thresholds={"lag_s": _t(300, 1800)},
+        thresholds={"lag_s": Threshold(300, 1800)},
     ),
     Item(
         "accounts",
@@ -866,7 +862,7 @@ ITEMS: tuple[Item, ...] = (
         eval_accounts,
         _grant("sys.dba_users"),
         "数据安全类",
-        thresholds={"days_left": _t(30, 7, below=True)},
+        thresholds={"days_left": Threshold(30, 7, below=True)},
     ),
     Item(
         "asm",
@@ -876,7 +872,7 @@ ITEMS: tuple[Item, ...] = (
         _grant(f"{_V}asm_diskgroup", f"{_V}datafile"),
         "硬件网络类",
         optional=True,
-        thresholds={"used_pct": _t(85, 95), "days_to_full": _t(30, 7, below=True)},
+        thresholds={"used_pct": Threshold(85, 95), "days_to_full": Threshold(30, 7, below=True)},
     ),
 )
 

@@ -485,15 +485,11 @@ def eval_pg_cron(data: Mapping[str, Rows], ictx: ItemContext) -> ItemOutcome:
 # ---------------------------------------------------------------------------- the table
 
 
-def _t(warn: float | None = None, crit: float | None = None, below: bool = False) -> Threshold:
-    return Threshold(warn, crit, below)
-
-
 _SPACE_RULES = {
-    "used_pct": _t(85, 95),
-    "days_to_full": _t(30, 7, below=True),
-    "size_bytes": _t(),
-    "growth_bytes_per_day": _t(),
+    "used_pct": Threshold(85, 95),
+    "days_to_full": Threshold(30, 7, below=True),
+    "size_bytes": Threshold(),
+    "growth_bytes_per_day": Threshold(),
 }
 
 ITEMS: tuple[Item, ...] = (
@@ -504,7 +500,7 @@ ITEMS: tuple[Item, ...] = (
         eval_version,
         "无需额外授权",
         DATA,
-        thresholds={"uptime_s": _t(DAY_S, below=True)},
+        thresholds={"uptime_s": Threshold(DAY_S, below=True)},
     ),
     Item(
         "database_state",
@@ -540,7 +536,7 @@ ITEMS: tuple[Item, ...] = (
         MONITOR_GRANT,
         DATA,
         min_version=(10,),
-        thresholds={"used_pct": _t(80, 90)},
+        thresholds={"used_pct": Threshold(80, 90)},
     ),
     Item(
         "blocking",
@@ -550,7 +546,7 @@ ITEMS: tuple[Item, ...] = (
         MONITOR_GRANT,
         DATA,
         min_version=(10,),
-        thresholds={"wait_s": _t(60, 300)},
+        thresholds={"wait_s": Threshold(60, 300)},
     ),
     Item(
         "long_transactions",
@@ -560,7 +556,7 @@ ITEMS: tuple[Item, ...] = (
         MONITOR_GRANT,
         DATA,
         min_version=(10,),
-        thresholds={"age_s": _t(1800, 7200)},
+        thresholds={"age_s": Threshold(1800, 7200)},
     ),
     Item(
         "replication",
@@ -571,7 +567,7 @@ ITEMS: tuple[Item, ...] = (
         DATA,
         min_version=(10,),
         optional=True,
-        thresholds={"lag_s": _t(300, 1800)},
+        thresholds={"lag_s": Threshold(300, 1800)},
     ),
     Item(
         "wraparound",
@@ -580,7 +576,7 @@ ITEMS: tuple[Item, ...] = (
         eval_wraparound,
         "无需额外授权",
         DATA,
-        thresholds={"wraparound_pct": _t(50, 75)},
+        thresholds={"wraparound_pct": Threshold(50, 75)},
     ),
     Item(
         "autovacuum",
@@ -589,7 +585,7 @@ ITEMS: tuple[Item, ...] = (
         eval_autovacuum,
         "无需额外授权（仅检查所连接的库）",
         "综合类",
-        thresholds={"dead_pct": _t(30, None), "vacuum_age_days": _t(7, None)},
+        thresholds={"dead_pct": Threshold(30, None), "vacuum_age_days": Threshold(7, None)},
     ),
     Item("wal_archiving", "WAL 归档", {"archiver": SQL_ARCHIVER}, eval_archiver, "无需额外授权", DATA),
     Item(

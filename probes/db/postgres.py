@@ -77,10 +77,7 @@ class PgConnection:
             names = [c.name.lower() for c in cur.description]
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
         except psycopg.Error as exc:
-            if self._guard.fired:
-                raise TimeoutError(
-                    "the server stopped answering; the session was cut at the deadline"
-                ) from None
+            self._guard.raise_if_fired()
             if getattr(exc, "sqlstate", None) == "57014":
                 raise TimeoutError(f"statement timeout ({ms} ms)") from None
             raise
