@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from agent.timeutil import to_ms
@@ -23,6 +24,12 @@ from agent.timeutil import to_ms
 def _iso_ms(text: Any) -> int | None:
     if not isinstance(text, str) or not text:
         return None
+    return _parse_iso(text)
+
+
+@lru_cache(maxsize=4096)
+def _parse_iso(text: str) -> int | None:
+    """Cached: a month of judgements names the same few dozen due instants over and over."""
     try:
         dt = datetime.fromisoformat(text)
     except ValueError:
