@@ -71,7 +71,7 @@ class SubjectFigures:
         return None if self.figures is None else self.figures.availability(self.policy)
 
 
-class _Sources:
+class Sources:
     """What one computation needs from the store, read once."""
 
     def __init__(self, store: Store, config: Config, start_ms: int, end_ms: int, now_ms: int) -> None:
@@ -195,7 +195,7 @@ def critical_checks(config: Config, system: str) -> list[str]:
 
 
 def _system_timeline(
-    src: _Sources, system: System, checks: Sequence[str], start_ms: int, end_ms: int
+    src: Sources, system: System, checks: Sequence[str], start_ms: int, end_ms: int
 ) -> list[av.Segment]:
     timelines = {c: src.timeline(system.name, c, start_ms, end_ms) for c in checks}
     parts: list[list[av.Segment]] = []
@@ -210,7 +210,7 @@ def _system_timeline(
 
 
 def _year_verdict(
-    src: _Sources,
+    src: Sources,
     system: System | None,
     target: float,
     policy: Policy,
@@ -242,7 +242,7 @@ def system_figures(
 ) -> list[SubjectFigures]:
     """Every (or the named) business system's availability over [start_ms, end_ms)."""
     policy = policy or config.availability.unknown_policy
-    src = _Sources(store, config, min(start_ms, _year_start(config, start_ms)), end_ms, now_ms)
+    src = Sources(store, config, min(start_ms, _year_start(config, start_ms)), end_ms, now_ms)
     out = []
     for system in config.systems:
         if systems is not None and system.name not in systems:
@@ -309,7 +309,7 @@ def check_figures(
     c = config.check_map[check]
     system = config.system(c.system)
     target = system.availability_target if system else 99.5
-    src = _Sources(store, config, min(start_ms, _year_start(config, start_ms)), end_ms, now_ms)
+    src = Sources(store, config, min(start_ms, _year_start(config, start_ms)), end_ms, now_ms)
     sysname = system.name if system else None
     tl = src.timeline(sysname, check, start_ms, end_ms)
     schedule = system.schedule if system else "7x24"

@@ -75,11 +75,12 @@ def _parser() -> argparse.ArgumentParser:
 
     cli_ops.add_parsers(sub)
     cli_availability.add_parsers(sub)
-    from agent import cli_inspect
+    from agent import cli_evidence, cli_inspect
     from agent.cli_ssh import add_parser as add_ssh_parser
 
     add_ssh_parser(sub)
     cli_inspect.add_parser(sub)
+    cli_evidence.add_parser(sub)
     return p
 
 
@@ -109,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "availability": _lazy("cli_availability", "cmd_availability"),
         "exclusions": _lazy("cli_availability", "cmd_exclusions"),
         "inspect": _lazy("cli_inspect", "run"),
+        "verify": _evidence,
+        "evidence": _evidence,
     }[args.command]
     from agent.periods import PeriodError
 
@@ -130,6 +133,12 @@ def _lazy(module: str, name: str) -> Any:
         return int(getattr(importlib.import_module(f"agent.{module}"), name)(config, args))
 
     return run
+
+
+def _evidence(config: Any, args: argparse.Namespace) -> int:
+    from agent import cli_evidence
+
+    return cli_evidence.run(args, config)
 
 
 def _cmd_config(config: Any, args: argparse.Namespace) -> int:

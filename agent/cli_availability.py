@@ -254,11 +254,9 @@ def cmd_availability(config: Any, args: argparse.Namespace) -> int:
 
 
 def _evidence_head(store: Any) -> str | None:
-    """The evidence chain's head the figures were computed from (None before the chain exists)."""
-    try:
-        from agent import evidence
-    except ImportError:
-        return None
+    """The evidence chain's head the figures were computed from (None before schema 4)."""
+    from agent import evidence
+
     head = evidence.head(store)
     return None if head is None else head.digest_hex
 

@@ -34,7 +34,7 @@ from agent.notify import ChannelSettings
 from agent.reports.schedule import ReportSchedule
 from agent.workcal import WorkingHours
 from probes import registry
-from probes.settings import Duration, Secret
+from probes.settings import Duration, Secret, SecretRef
 from probes.thresholds import Threshold
 
 _LEVEL_BY_NAME = {v: k for k, v in FAULT_LEVELS.items()}
@@ -63,6 +63,8 @@ class Storage(Model):
     path: Path = Path("var/sentinel.db")
     raw_retention: Duration = 31 * 86400.0
     """Raw results older than this are pruned (hourly roll-ups stay)."""
+    evidence_key: SecretRef | None = None
+    """HMAC key of the evidence chain ('${ENV}' or 'file:/path'); set before the first run."""
 
 
 _SPAN = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
@@ -599,6 +601,7 @@ def parse(text: str, source: str = "<config>", base_dir: Path | None = None) -> 
     secret_refs = list(_secrets(checks, ("checks",)))
     if config is not None:
         secret_refs += list(_secrets(config.notifications, ("notifications",)))
+        secret_refs += list(_secrets(config.storage, ("storage",)))
     for loc, secret in secret_refs:
         try:
             secret.check()

@@ -28,7 +28,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from agent import __version__, exclusions
+from agent import __version__, evidence, exclusions
 from agent.alerts import AlertPlanner, make_sender
 from agent.checks import build_specs
 from agent.config import Config
@@ -103,8 +103,10 @@ class Daemon:
         self.config_path = config_path
         self.clock = clock
         self._lock_fd = acquire_lock(config.storage.path)
-        self.store = Store(config.storage.path)
-        self._reader = Store(config.storage.path)
+        # Both connections seal: the writer its batches, the reader the checkpoints of pruning.
+        key = evidence.load_key(config.storage.evidence_key)
+        self.store = Store(config.storage.path, evidence_key=key)
+        self._reader = Store(config.storage.path, evidence_key=key)
         self._reader_lock = threading.Lock()
         now_ms = self._now_ms()
         checks = [c for c in config.checks if c.enabled]
@@ -336,7 +338,7 @@ class Daemon:
         total = 0
         with self._reader_lock:
             for _ in range(200):  # bounded: at most 1 M rows per pass, the rest next hour
-                n = self._reader.prune_results(cutoff)
+                n = self._reader.prune_results(cutoff, now_ms=self._now_ms())
                 total += n
                 if n == 0:
                     break

@@ -21,6 +21,7 @@ checkpoint (to hide a larger deletion) breaks that chain.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -529,6 +530,48 @@ def _consistency(db: sqlite3.Connection) -> Problem | None:
     return None
 
 
+def _ledger_consistency(
+    db: sqlite3.Connection, table: str, log: str, record_col: str, fields: Callable[[tuple[Any, ...]], Any],
+    logged_fields: Callable[[Any], Any], columns: str,
+) -> Problem | None:  # fmt: skip
+    """A ledger table (exclusions, maintenance) must hold exactly the records its chained,
+    append-only log leaves active: availability reads the table, so a row slipped into it
+    (or edited there) would change the figure without touching the chain."""
+    active: dict[str, tuple[int, Any]] = {}
+    logged_rows = db.execute(f"SELECT id, action, name, {record_col} FROM {log} ORDER BY id")
+    for lid, action, name, record in logged_rows:
+        if action == "add":
+            active[name] = (lid, json.loads(record))
+        elif action == "remove":
+            active.pop(name, None)
+    for row in db.execute(f"SELECT id, name, {columns} FROM {table} WHERE removed_ts IS NULL ORDER BY id"):
+        logged = active.pop(row[1], None)
+        if logged is None:
+            return Problem(table, row[0], "inserted", f"{row[1]!r} is active but {log} never added it")
+        if fields(row[2:]) != logged_fields(logged[1]):
+            detail = f"{row[1]!r} differs from its {log} entry (row {logged[0]})"
+            return Problem(table, row[0], "edited", detail)
+    for name, (lid, _rec) in active.items():
+        detail = f"{name!r} is active in {log} (row {lid}) but missing or removed"
+        return Problem(table, None, "deleted", detail)
+    return None
+
+
+def _ledgers(db: sqlite3.Connection) -> Problem | None:
+    return _ledger_consistency(
+        db, "exclusions", "exclusions_log", "record",
+        lambda r: (r[0], r[1], json.loads(r[2]), r[3], r[4]),
+        lambda rec: (rec.get("start_ms"), rec.get("end_ms"), rec.get("systems"), rec.get("reason"),
+                     rec.get("approved_by")),
+        "start_ts, end_ts, systems, reason, approved_by",
+    ) or _ledger_consistency(
+        db, "maintenance", "maintenance_log", "spec",
+        lambda r: json.loads(r[0]),
+        lambda rec: rec,
+        "spec",
+    )  # fmt: skip
+
+
 def verify(
     store: Store,
     key: bytes | None,
@@ -554,7 +597,7 @@ def verify(
         rep.tables.append(tr)
         if tr.problem is not None:
             rep.problems.append(tr.problem)
-    problem = _consistency(db)
+    problem = _consistency(db) or _ledgers(db)
     if problem is not None:
         rep.problems.append(problem)
     return rep

@@ -104,7 +104,7 @@ def _availability(
     from agent import availability_store as avs
 
     stop = min(end_ms, now_ms)
-    src = avs._Sources(store, config, start_ms, end_ms, now_ms)
+    src = avs.Sources(store, config, start_ms, end_ms, now_ms)
     figures = {
         f.subject: f for f in avs.system_figures(store, config, start_ms, end_ms, now_ms, with_verdict=False)
     }

@@ -56,15 +56,30 @@ def _insert(store: Store, rec: ForceMajeure, tz: ZoneInfo, by: str, now_ms: int,
         "SELECT 1 FROM exclusions WHERE name=? AND removed_ts IS NULL", (rec.name,)
     ).fetchone():
         raise ExclusionError(f"an exclusion named {rec.name!r} exists already")
-    text = rec.model_dump_json()
+    start_ms, end_ms = to_ms(rec.start, tz), to_ms(rec.end, tz)
+    # The log entry carries the exact instants the table holds, so `sentinel verify` can
+    # check the table against the chained log without knowing the site's time zone.
+    text = json.dumps(
+        {
+            "name": rec.name,
+            "start_ms": start_ms,
+            "end_ms": end_ms,
+            "systems": list(rec.systems),
+            "reason": rec.reason,
+            "approved_by": rec.approved_by,
+            "start_local": rec.start.isoformat(),
+            "end_local": rec.end.isoformat(),
+        },
+        ensure_ascii=False,
+    )
     cur = store.db.execute(
         "INSERT INTO exclusions(name, kind, start_ts, end_ts, systems, reason, approved_by, source, "
         "created_ts, created_by) VALUES(?,?,?,?,?,?,?,?,?,?)",
         (
             rec.name,
             "force_majeure",
-            to_ms(rec.start, tz),
-            to_ms(rec.end, tz),
+            start_ms,
+            end_ms,
             json.dumps(list(rec.systems), ensure_ascii=False),
             rec.reason,
             rec.approved_by,

@@ -434,3 +434,45 @@ def test_migration_from_schema_3_backfills_the_logs(tmp_path: Path) -> None:
     rep = E.verify(store, None)
     assert rep.ok, [p.text() for p in rep.problems]
     assert {t.table: t.sealed for t in rep.tables}["results"] == 1
+
+
+def test_an_exclusion_slipped_into_the_table_is_named(rig: Rig) -> None:
+    # Availability reads the exclusions table: a row added there without its chained log
+    # entry would excuse downtime unseen.
+    raw(
+        rig.store,
+        "INSERT INTO exclusions(name, kind, start_ts, end_ts, systems, reason, approved_by, source, "
+        "created_ts, created_by) VALUES('全天停电','force_majeure',?,?,'[]','x','y','cli',?,'z')",
+        (rig.now() - 86_400_000, rig.now(), rig.now()),
+    )
+    rid = rig.store.db.execute("SELECT id FROM exclusions WHERE name='全天停电'").fetchone()[0]
+    p = only_problem(verify(rig.store))
+    assert (p.table, p.row_id, p.kind) == ("exclusions", rid, "inserted"), p.text()
+
+
+def test_widening_an_exclusion_in_the_table_is_named(rig: Rig) -> None:
+    rid = rig.store.db.execute("SELECT id FROM exclusions WHERE name='市电中断'").fetchone()[0]
+    raw(rig.store, "UPDATE exclusions SET end_ts = end_ts + 3600000 WHERE id=?", (rid,))
+    p = only_problem(verify(rig.store))
+    assert (p.table, p.row_id, p.kind) == ("exclusions", rid, "edited"), p.text()
+
+
+def test_withdrawing_an_exclusion_behind_the_logs_back_is_named(rig: Rig) -> None:
+    raw(rig.store, "UPDATE exclusions SET removed_ts=1, removed_by='x' WHERE name='市电中断'")
+    p = only_problem(verify(rig.store))
+    assert (p.table, p.kind) == ("exclusions", "deleted") and "市电中断" in p.detail, p.text()
+
+
+def test_editing_a_maintenance_window_in_the_table_is_named(rig: Rig) -> None:
+    rid, spec = rig.store.db.execute("SELECT id, spec FROM maintenance WHERE name='月度补丁'").fetchone()
+    longer = json.loads(spec) | {"end": "2026-11-20T09:00:00+08:00"}
+    raw(rig.store, "UPDATE maintenance SET spec=? WHERE id=?", (json.dumps(longer), rid))
+    p = only_problem(verify(rig.store))
+    assert (p.table, p.row_id, p.kind) == ("maintenance", rid, "edited"), p.text()
+
+
+def test_ledgers_withdrawn_the_proper_way_still_verify(rig: Rig) -> None:
+    X.remove(rig.store, "市电中断", "李主任", "供电局确认为计划停电", rig.now())
+    maintdb.remove_window(rig.store, "月度补丁", "王工", rig.now())
+    rig.feed(rig.store.begin_run(rig.now(), 103, "his-mon", "t"), {"web": Status.OK})
+    assert verify(rig.store).ok
