@@ -37,6 +37,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from probes.base import CheckResult, Metric, ProbeContext, Status, Stopwatch, worst
+from probes.boundary import run_guarded
 from probes.db.items import fmt_bytes
 from probes.fileaccess import AccessError, FileAccess, FileInfo, open_access
 from probes.schedule import Schedule
@@ -205,11 +206,7 @@ class Probe:
         self.settings = settings
 
     def run(self, ctx: ProbeContext) -> CheckResult:
-        sw = Stopwatch(ctx)
-        try:
-            return self._run(ctx, sw)
-        except Exception as exc:  # noqa: BLE001 - run() must never raise: report it instead
-            return sw.result(Status.UNKNOWN, f"备份文件检查出错: {type(exc).__name__}: {str(exc)[:120]}")
+        return run_guarded(ctx, "备份文件检查出错", lambda sw: self._run(ctx, sw))
 
     def _run(self, ctx: ProbeContext, sw: Stopwatch) -> CheckResult:
         # A tenth of the budget stays for closing the session and building the result.

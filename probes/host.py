@@ -21,6 +21,7 @@ import psutil
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from probes.base import CheckResult, Metric, ProbeContext, Status, Stopwatch, worst
+from probes.boundary import run_guarded
 from probes.settings import Duration, ProbeSettings
 from probes.thresholds import Threshold
 from probes.trend import days_until_full
@@ -200,11 +201,7 @@ class Probe:
         self._self_pid = os.getpid()
 
     def run(self, ctx: ProbeContext) -> CheckResult:
-        sw = Stopwatch(ctx)
-        try:
-            return self._run(ctx, sw)
-        except Exception as exc:  # noqa: BLE001 - a probe must report, never raise into the scheduler
-            return sw.result(Status.UNKNOWN, f"host probe failed: {type(exc).__name__}: {exc}")
+        return run_guarded(ctx, "host probe failed", lambda sw: self._run(ctx, sw))
 
     def _run(self, ctx: ProbeContext, sw: Stopwatch) -> CheckResult:
         metrics: list[Metric] = []

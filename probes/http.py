@@ -48,6 +48,7 @@ from urllib.parse import quote_from_bytes, urljoin, urlsplit
 from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
 from probes.base import CheckResult, Metric, ProbeContext, Status, Stopwatch
+from probes.boundary import run_guarded
 from probes.settings import Duration, ProbeSettings, Regex, SecretError, SecretRef, scrub_secrets
 from probes.tcp import describe_connect_error, fmt_ms, hostport, open_connection
 from probes.thresholds import Threshold
@@ -641,13 +642,14 @@ class Probe:
     # ---- run
 
     def run(self, ctx: ProbeContext) -> CheckResult:
-        sw = Stopwatch(ctx)
         secrets: list[str] = []
-        try:
-            return self._run(ctx, sw, secrets)
-        except Exception as exc:  # noqa: BLE001 - run() must never raise: report it instead
-            text = scrub_secrets(f"probe error: {type(exc).__name__}: {exc}", secrets)
-            return sw.result(Status.UNKNOWN, _oneline(text, 200), details={"url": self.settings.url})
+        return run_guarded(
+            ctx,
+            "probe error",
+            lambda sw: self._run(ctx, sw, secrets),
+            secrets=secrets,
+            details={"url": self.settings.url},
+        )
 
     def _run(self, ctx: ProbeContext, sw: Stopwatch, secrets: list[str]) -> CheckResult:
         s = self.settings

@@ -46,6 +46,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from probes.base import CheckResult, Metric, ProbeContext, Status, Stopwatch, worst
+from probes.boundary import run_guarded
 from probes.fileaccess import AccessError, FileAccess, FileInfo, OpenFile, open_access
 from probes.settings import Duration, Encoding, ProbeSettings, Regex
 from probes.sshconn import SshError, SshSettings
@@ -289,11 +290,7 @@ class Probe:
         self._masks = tuple(re.compile(r) for r in (*DEFAULT_MASKS, *settings.mask))
 
     def run(self, ctx: ProbeContext) -> CheckResult:
-        sw = Stopwatch(ctx)
-        try:
-            return self._run(ctx, sw)
-        except Exception as exc:  # noqa: BLE001 - run() must never raise: report it instead
-            return sw.result(Status.UNKNOWN, f"日志检查出错: {type(exc).__name__}: {str(exc)[:120]}")
+        return run_guarded(ctx, "日志检查出错", lambda sw: self._run(ctx, sw))
 
     def _run(self, ctx: ProbeContext, sw: Stopwatch) -> CheckResult:
         s = self.settings

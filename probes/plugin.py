@@ -43,6 +43,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BeforeValidator, Field, PlainSerializer, field_validator
 
 from probes.base import CheckResult, Metric, ProbeContext, Status, Stopwatch
+from probes.boundary import run_guarded
 from probes.perfdata import PerfDatum, normalise, parse_output
 from probes.settings import Encoding, ProbeSettings, Secret, SecretError, scrub_secrets
 from probes.thresholds import Threshold
@@ -368,13 +369,14 @@ class Probe:
         self.settings = settings
 
     def run(self, ctx: ProbeContext) -> CheckResult:
-        sw = Stopwatch(ctx)
         secrets: list[str] = []
-        try:
-            return self._run(ctx, sw, secrets)
-        except Exception as exc:  # noqa: BLE001 - run() must never raise: report it instead
-            text = scrub_secrets(f"插件探针内部错误: {type(exc).__name__}: {exc}", secrets)
-            return sw.result(Status.UNKNOWN, _clip(text, SUMMARY_CHARS))
+        return run_guarded(
+            ctx,
+            "插件探针内部错误",
+            lambda sw: self._run(ctx, sw, secrets),
+            secrets=secrets,
+            limit=SUMMARY_CHARS,
+        )
 
     def _environment(self, secrets: list[str]) -> dict[str, str]:
         env = {k: os.environ[k] for k in _BASE_ENV if k in os.environ}

@@ -40,6 +40,7 @@ import psutil
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from probes.base import CheckResult, Metric, ProbeContext, Status, Stopwatch, worst
+from probes.boundary import run_guarded
 from probes.settings import ProbeSettings, Regex
 from probes.thresholds import Threshold
 
@@ -246,11 +247,7 @@ class Probe:
         self._self_pid = os.getpid()
 
     def run(self, ctx: ProbeContext) -> CheckResult:
-        sw = Stopwatch(ctx)
-        try:
-            return self._run(ctx, sw)
-        except Exception as exc:  # noqa: BLE001 - run() must never raise: report it instead
-            return sw.result(Status.UNKNOWN, f"服务探针内部错误: {type(exc).__name__}: {str(exc)[:150]}")
+        return run_guarded(ctx, "服务探针内部错误", lambda sw: self._run(ctx, sw))
 
     def _run(self, ctx: ProbeContext, sw: Stopwatch) -> CheckResult:
         now = ctx.clock()

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 from pydantic import Field, field_validator, model_validator
 
 from probes.base import CheckResult, Metric, ProbeContext, Status, Stopwatch, worst
+from probes.boundary import crash_text
 from probes.settings import Duration, Encoding, ProbeSettings, Regex
 from probes.sshconn import CommandResult, SshError, SshSettings, ssh_session
 from probes.thresholds import Threshold
@@ -126,7 +127,7 @@ class Probe:
         except SshError as exc:
             return sw.result(exc.status, exc.message, details=details)
         except Exception as exc:  # noqa: BLE001 - a probe reports, it never raises into the scheduler
-            return sw.result(Status.UNKNOWN, f"ssh_command 探测出错: {type(exc).__name__}: {str(exc)[:160]}")
+            return sw.result(Status.UNKNOWN, crash_text("ssh_command 探测出错", exc))
 
     def _run(self, ctx: ProbeContext, sw: Stopwatch, details: dict[str, Any]) -> CheckResult:
         s = self.settings

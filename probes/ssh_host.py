@@ -28,6 +28,7 @@ from pydantic import Field
 
 from probes import host
 from probes.base import CheckResult, Metric, ProbeContext, Status, Stopwatch, worst
+from probes.boundary import crash_text
 from probes.host import Mount, ProcessSpec, select_mounts
 from probes.settings import Duration
 from probes.sshconn import CommandResult, SshError, SshSettings, ssh_session
@@ -312,7 +313,7 @@ class Probe:
         except SshError as exc:
             return sw.result(exc.status, exc.message, details={"host": self._settings.ssh.where})
         except Exception as exc:  # noqa: BLE001 - a probe reports, it never raises into the scheduler
-            return sw.result(Status.UNKNOWN, f"ssh_host 探测出错: {type(exc).__name__}: {str(exc)[:160]}")
+            return sw.result(Status.UNKNOWN, crash_text("ssh_host 探测出错", exc))
 
     def _run(self, ctx: ProbeContext, sw: Stopwatch) -> CheckResult:
         s = self._settings

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 from pydantic import Field, field_validator, model_validator
 
 from probes.base import CheckResult, Metric, ProbeContext, Status, Stopwatch
+from probes.boundary import run_guarded
 from probes.settings import Duration, ProbeSettings, Regex
 from probes.thresholds import Threshold
 
@@ -186,11 +187,7 @@ class Probe:
         self._connect_only = self._send is None and label is None
 
     def run(self, ctx: ProbeContext) -> CheckResult:
-        sw = Stopwatch(ctx)
-        try:
-            return self._run(ctx, sw)
-        except Exception as exc:  # noqa: BLE001 - run() must never raise: report it instead
-            return sw.result(Status.UNKNOWN, f"probe error: {type(exc).__name__}: {str(exc)[:120]}")
+        return run_guarded(ctx, "probe error", lambda sw: self._run(ctx, sw))
 
     def _run(self, ctx: ProbeContext, sw: Stopwatch) -> CheckResult:
         s = self.settings
