@@ -8,7 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,14 +63,9 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("report", help="write an inspection report")
     r_sub = r.add_subparsers(dest="report_kind", metavar="KIND", required=True)
-    d = r_sub.add_parser(
-        "daily",
-        help="daily inspection report (日常巡检报告) as self-contained HTML",
-        description="Write the daily inspection report for one day (default: yesterday in "
-        "the site's time zone).",
-    )
-    d.add_argument("--date", type=date.fromisoformat, help="day to report, YYYY-MM-DD (default: yesterday)")
-    d.add_argument("--out", type=Path, help="output file (default: <reports.output_dir>/daily-<date>.html)")
+    from agent import cli_reports
+
+    cli_reports.add_parser(r_sub)
     from agent import cli_availability, cli_ops
 
     cli_ops.add_parsers(sub)
@@ -103,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "check": _cmd_check,
         "status": _cmd_status,
         "config": _cmd_config,
-        "report": _cmd_report,
+        "report": _lazy("cli_reports", "run"),
         "faults": _lazy("cli_ops", "cmd_faults"),
         "notifications": _lazy("cli_ops", "cmd_notifications"),
         "maintenance": _lazy("cli_ops", "cmd_maintenance"),
@@ -357,35 +352,6 @@ def _cmd_status(config: Any, args: argparse.Namespace) -> int:
     if missing:
         print(f"no results yet: {', '.join(missing)}")
     return 0
-
-
-def _cmd_report(config: Any, args: argparse.Namespace) -> int:
-    from agent.reports.daily import write_daily
-    from agent.store import Store
-
-    tz = config.site.tz
-    day = args.date or (datetime.now(tz).date() - timedelta(days=1))
-    try:
-        store = Store(config.storage.path, readonly=True)
-    except FileNotFoundError as exc:
-        print(f"sentinel: {exc}", file=sys.stderr)
-        return 1
-    path = write_daily(config, store, day, args.out)
-    store.close()
-    try:
-        writer = _store_for_write(config)
-        writer.record_report("daily", day.isoformat(), int(datetime.now(UTC).timestamp() * 1000), str(path))
-        writer.close()
-    except OSError:
-        pass
-    print(path)
-    return 0
-
-
-def _store_for_write(config: Any) -> Any:
-    from agent.store import Store
-
-    return Store(config.storage.path)
 
 
 def _print_table(header: list[str], rows: list[list[str]]) -> None:

@@ -25,11 +25,10 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_J
 from apscheduler.executors.debug import DebugExecutor
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from agent import __version__, evidence, exclusions
-from agent.alerts import AlertPlanner, make_sender
+from agent.alerts import AlertPlanner
 from agent.checks import build_specs
 from agent.config import Config
 from agent.faults import CheckInfo, FaultManager, LevelRule, Policy
@@ -111,6 +110,11 @@ class Daemon:
         now_ms = self._now_ms()
         checks = [c for c in config.checks if c.enabled]
         self.store.sync_checks(((c.name, c.kind, c.system) for c in checks), now_ms)
+        runs = self.store.runs()
+        # When the agent was last alive: a report falling due since then was missed and is late.
+        self._down_since_ms: int | None = runs[-1].end_ts if runs else None
+        self._first_start_ms = runs[0].started_ts if runs else now_ms
+        self._report_retry: dict[tuple[str, str], float] = {}
         self.run_id = self.store.begin_run(now_ms, os.getpid(), socket.gethostname(), __version__)
         self.specs: dict[str, CheckSpec] = {s.name: s for s in build_specs(checks)}
         self._system_of = {c.name: c.system for c in checks}
@@ -138,6 +142,9 @@ class Daemon:
         self.recorder.on_result(self.faults.observe)
         self.dispatcher: Dispatcher | None = None
         if config.notifications.channels:
+            # One sender for fault notices and reports (reports carry HTML, images and a PDF).
+            from agent.reports.delivery import make_sender
+
             self.dispatcher = Dispatcher(
                 Store(config.storage.path),
                 make_sender(config.notifications.channels),
@@ -292,13 +299,17 @@ class Daemon:
                 next_run_time=now + timedelta(seconds=5),
                 misfire_grace_time=None,
             )
-        at = self.config.reports.daily_at
+        # Every report kind (daily, weekly, monthly on the first working day after the month,
+        # pre-holiday inspections, catch-up after downtime) comes from one pure schedule.
         self.scheduler.add_job(
-            self._daily_report,
-            CronTrigger(hour=at.hour, minute=at.minute, timezone=self.config.site.tz),
-            id="report:daily",
+            self._report_tick,
+            IntervalTrigger(seconds=60, timezone=UTC),
+            id="reports:tick",
             executor="background",
-            misfire_grace_time=3600,
+            next_run_time=now + timedelta(seconds=30),
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
         )
         self.scheduler.add_listener(
             self._on_event, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_ERROR
@@ -345,43 +356,68 @@ class Daemon:
         if total:
             log.info("pruned %d raw results older than the retention", total)
 
-    def _daily_report(self, day: str | None = None) -> None:
+    def _report_tick(self) -> None:
+        from agent.reports.schedule import ChinaCalendar, done_from_store, due_reports, schedule_from_config
+
         tz = self.config.site.tz
-        if day is None:
-            day = (datetime.fromtimestamp(self.clock(), tz).date() - timedelta(days=1)).isoformat()
-        import subprocess  # only the report job needs it; the monitor stays lean
+        now = datetime.fromtimestamp(self.clock(), tz)
+        with self._reader_lock:
+            done = done_from_store(self._reader)
+        down = None if self._down_since_ms is None else datetime.fromtimestamp(self._down_since_ms / 1000, tz)
+        calendar = ChinaCalendar(WorkCalendar(self.config.faults.working_hours, tz))
+        due = due_reports(
+            now,
+            tz,
+            calendar,
+            schedule_from_config(self.config.reports),
+            done,
+            down,
+            monitoring_since=datetime.fromtimestamp(self._first_start_ms / 1000, tz),
+        )
+        for report in due:
+            if self._stop_requested.is_set():
+                return
+            key = (report.kind, report.period_label)
+            if self._report_retry.get(key, 0.0) > self.clock():
+                continue
+            if not self.produce_report(report):
+                self._report_retry[key] = self.clock() + 1800  # a failing report retries every 30 min
+        self._down_since_ms = None  # from now on a due report was not missed while down
+
+    def produce_report(self, report: Any) -> bool:
+        """Write (and queue for delivery) one report in a child process: the daemon never
+        carries Jinja2, matplotlib or WeasyPrint."""
+        import subprocess
+
+        from agent.reports.delivery import pdf_kinds
 
         cmd = [sys.executable, "-m", "agent", "--config", str(self.config_path)]
-        cmd += ["report", "daily", "--date", day]
-        log.info("writing the daily report for %s", day)
+        if report.kind == "inspection":
+            cmd += ["inspect", "--reason", report.reason, "--send", "--holiday", report.period_label]
+        else:
+            cmd += ["report", report.kind, "--period", report.period_label, "--send"]
+            cmd += ["--late"] if report.late else []
+            cmd += ["--pdf"] if report.kind in pdf_kinds(self.config) else []
+        log.info(
+            "writing the %s report for %s%s",
+            report.kind,
+            report.period_label,
+            " (late)" if report.late else "",
+        )
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False)
         except subprocess.TimeoutExpired:
-            log.error("daily report for %s did not finish within 30 min", day)
-            return
-        if proc.returncode != 0:
-            log.error("daily report for %s failed: %s", day, (proc.stderr or proc.stdout).strip()[-500:])
-        else:
-            log.info("daily report for %s written: %s", day, proc.stdout.strip())
-
-    def _catch_up_reports(self) -> None:
-        """A daily report missed while the agent was down is written at the next start."""
-        tz = self.config.site.tz
-        now = datetime.fromtimestamp(self.clock(), tz)
-        day = now.date() - timedelta(days=1)
-        due = datetime.combine(now.date(), self.config.reports.daily_at, tzinfo=tz)
-        first_run = self.store.runs()[0].started_ts if self.store.runs() else self._now_ms()
-        if now >= due and not self.store.report_done("daily", day.isoformat()):
-            # Only if the agent was already monitoring during that day.
-            start_of_day = datetime.combine(day, datetime.min.time(), tzinfo=tz).timestamp() * 1000
-            if first_run < start_of_day + 86_400_000:
-                self.scheduler.add_job(
-                    self._daily_report,
-                    args=[day.isoformat()],
-                    id="report:catch-up",
-                    executor="background",
-                    next_run_time=now + timedelta(seconds=30),
-                )
+            log.error("%s report %s did not finish within 30 min", report.kind, report.period_label)
+            return False
+        with self._reader_lock:
+            # `inspect` exits with the worst check status, so success is the recorded report.
+            ok = self._reader.report_done(report.kind, report.period_label)
+        if not ok:
+            detail = (proc.stderr or proc.stdout).strip()[-500:]
+            log.error("%s report %s failed: %s", report.kind, report.period_label, detail)
+        elif self.dispatcher is not None:
+            self.dispatcher.wake()
+        return ok
 
     # ------------------------------------------------------------------ life cycle
 
@@ -392,7 +428,6 @@ class Daemon:
         if self.health is not None:
             self.health.start()
         self.schedule()
-        self._catch_up_reports()
 
         def stop(signum: int, _frame: Any) -> None:
             log.info("received %s, stopping", signal.Signals(signum).name)

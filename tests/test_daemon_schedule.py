@@ -55,30 +55,29 @@ def test_runs_missed_by_the_scheduler_are_recorded_as_unknown(tmp_path: Path) ->
     assert rows[0].summary.startswith("run missed by the scheduler")
 
 
-def test_daily_report_is_scheduled_at_local_time(tmp_path: Path) -> None:
+def test_reports_are_one_background_job_and_checks_run_inline(tmp_path: Path) -> None:
     cfg = make_config(tmp_path, 9)
     daemon = Daemon(cfg, tmp_path / "cfg.yaml")
     try:
         daemon.schedule()
-        trig = daemon.scheduler.get_job("report:daily").trigger
-        # 2026-11-23 00:00 UTC = 08:00 in Shanghai: the next 07:30 local is 2026-11-23 23:30 UTC.
-        nxt = trig.get_next_fire_time(None, datetime(2026, 11, 23, 0, 0, tzinfo=UTC))
-        assert nxt.astimezone(UTC) == datetime(2026, 11, 23, 23, 30, tzinfo=UTC)
         jobs = {j.id: j for j in daemon.scheduler.get_jobs()}
-        assert jobs["check:web"].executor == "checks" and jobs["report:daily"].executor == "background"
+        # Reports are produced by a 60 s tick over the pure schedule (agent.reports.schedule),
+        # off the checks' executor, so a slow report never delays a probe.
+        assert jobs["check:web"].executor == "checks" and jobs["reports:tick"].executor == "background"
+        assert jobs["reports:tick"].trigger.interval.total_seconds() == 60
         assert jobs["check:web"].misfire_grace_time == 5
     finally:
         daemon.shutdown()
 
 
-def test_daemon_daily_job_writes_the_report_in_a_child_process(tmp_path: Path) -> None:
+def test_report_tick_writes_what_is_due_in_a_child_process(tmp_path: Path) -> None:
     port = free_port()
     cfg_file = tmp_path / "cfg.yaml"
     cfg_file.write_text(
         f"""
 site: {{name: 测试医院}}
 storage: {{path: {tmp_path}/var/s.db}}
-reports: {{output_dir: {tmp_path}/reports}}
+reports: {{output_dir: {tmp_path}/reports, daily_time: "07:30"}}
 checks:
   - {{name: web, kind: tcp, host: 127.0.0.1, port: {port}, interval: 10s, timeout: 1s}}
 """,
@@ -86,20 +85,28 @@ checks:
     )
     from agent.config import load
 
-    daemon = Daemon(load(cfg_file), cfg_file)
+    # 2026-11-21 08:00 in Shanghai, the agent monitoring since 2026-11-19 12:00: the daily
+    # reports of the 19th and the 20th are due (the 19th late), nothing weekly or monthly yet.
+    now = datetime(2026, 11, 21, 0, 0, tzinfo=UTC).timestamp()
+    daemon = Daemon(load(cfg_file), cfg_file, clock=lambda: now)
+    daemon._first_start_ms = int(datetime(2026, 11, 19, 4, 0, tzinfo=UTC).timestamp() * 1000)
     try:
         env_before = os.environ.get("PYTHONPATH")
         os.environ["PYTHONPATH"] = str(REPO)
         try:
-            daemon._daily_report("2026-11-20")
+            daemon._report_tick()
         finally:
             if env_before is None:
                 os.environ.pop("PYTHONPATH")
             else:
                 os.environ["PYTHONPATH"] = env_before
-        html = (tmp_path / "reports/daily-2026-11-20.html").read_text(encoding="utf-8")
+        done = {tuple(r) for r in daemon.store.db.execute("SELECT kind, period FROM report_runs")}
+        assert done == {("daily", "2026-11-19"), ("daily", "2026-11-20")}
+        html = next((tmp_path / "reports/daily/2026-11-20").glob("*.html")).read_text(encoding="utf-8")
         assert "日常巡检报告" in html and "2026-11-20" in html
-        assert daemon.store.report_done("daily", "2026-11-20")
+        # A second tick finds nothing due: nothing is written twice.
+        daemon._report_tick()
+        assert daemon.store.db.execute("SELECT count(*) FROM report_runs").fetchone()[0] == 2
     finally:
         daemon.shutdown()
 
@@ -149,7 +156,8 @@ def test_example_configuration_end_to_end(tmp_path: Path) -> None:
         today = datetime.now(parse(text).site.tz).date().isoformat()
         rep = cli("report", "daily", "--date", today)
         assert rep.returncode == 0, rep.stderr
-        html = Path(rep.stdout.strip()).read_text(encoding="utf-8")
+        (html_path,) = [line for line in rep.stdout.split() if line.endswith(".html")]
+        html = Path(html_path).read_text(encoding="utf-8")
         for name in ("local-host", "agent-health", "agent-port", "示例医院"):
             assert name in html
         rc, took = agent.stop()
