@@ -101,7 +101,7 @@ ORDER BY wait_s DESC NULLS LAST
 """
 
 SQL_LONG_TX = """
-SELECT pid, usename, datname, state, application_name, host(client_addr) AS client,
+SELECT pid, usename, datname, state, application_name AS app, host(client_addr) AS client,
        EXTRACT(EPOCH FROM (clock_timestamp() - xact_start))::float8 AS age_s
 FROM pg_stat_activity
 WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid() AND backend_type = 'client backend'
