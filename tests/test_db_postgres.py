@@ -67,7 +67,8 @@ def _role_exists(admin: Any, name: str) -> bool:
 def run(
     timeout: float = 8.0, memory: dict[str, Any] | None = None, history: Any = None, **settings: Any
 ) -> CheckResult:
-    base: dict[str, Any] = {"host": "127.0.0.1", "port": PORT, "user": "postgres"}
+    # The local test server has no TLS: the probe's default (verify-full) must be opted out of.
+    base: dict[str, Any] = {"host": "127.0.0.1", "port": PORT, "user": "postgres", "sslmode": "disable"}
     base.update(settings)
     ctx = ProbeContext("pg", timeout, history=history or {}, memory=memory or {})
     return Probe(Settings.model_validate(base)).run(ctx)
@@ -103,7 +104,7 @@ def test_registry_kind_and_healthy_server_runs_every_item(admin: Any) -> None:
 def test_session_is_read_only_and_statement_timeout_applies(admin: Any) -> None:
     import time as _time
 
-    settings = Settings(host="127.0.0.1", port=PORT, user="postgres")
+    settings = Settings(host="127.0.0.1", port=PORT, user="postgres", sslmode="disable")
     conn = connect(settings, None, 5, _time.monotonic() + 10)
     try:
         with pytest.raises(Exception, match="read-only transaction"):
@@ -118,7 +119,7 @@ def test_session_is_read_only_and_statement_timeout_applies(admin: Any) -> None:
 
 
 def test_deadline_guard_cuts_a_session_that_outlives_the_probe(admin: Any) -> None:
-    settings = Settings(host="127.0.0.1", port=PORT, user="postgres")
+    settings = Settings(host="127.0.0.1", port=PORT, user="postgres", sslmode="disable")
     conn = connect(settings, None, 5, time.monotonic() + 0.5)
     try:
         t0 = time.monotonic()
@@ -451,3 +452,12 @@ def test_thresholds_defaults_are_configurable_per_item() -> None:
         Settings.model_validate(
             {"host": "h", "user": "u", "backups": [{"type": "full", "schedule": "daily 04:00"}]}
         )
+
+
+def test_tls_is_verified_by_default_and_never_silently_dropped() -> None:
+    # The local server has no TLS: with the default the login fails and says why, rather
+    # than falling back to plaintext (libpq's "prefer") without anyone deciding so.
+    assert Settings(host="h", user="u").sslmode == "verify-full"
+    result = Probe(Settings(host="127.0.0.1", port=PORT, user="postgres")).run(ProbeContext("pg", 8.0))
+    assert result.status is Status.CRIT
+    assert "SSL" in result.summary or "ssl" in result.summary

@@ -36,7 +36,12 @@ _TIMEOUT = frozenset({"57014", "55P03"})
 class Settings(DbSettings):
     database: str = Field("postgres", min_length=1)
     """The database to log in to."""
-    sslmode: str = Field("prefer", pattern=r"^(disable|allow|prefer|require|verify-ca|verify-full)$")
+    sslmode: str = Field("verify-full", pattern=r"^(disable|allow|prefer|require|verify-ca|verify-full)$")
+    """TLS verified by default (certificate and host name, CA from `sslrootcert` or
+    ~/.postgresql/root.crt). A server without TLS needs an explicit `sslmode: disable`: the
+    agent never silently falls back to an unverified or plaintext connection."""
+    sslrootcert: str | None = None
+    """CA bundle for verify-ca / verify-full."""
 
     ITEMS: ClassVar[Sequence[Item]] = ITEMS
     BACKUP_TYPES: ClassVar = {
@@ -110,6 +115,7 @@ def connect(settings: DbSettings, password: str | None, login_s: float, deadline
         password=password,
         dbname=settings.database,
         sslmode=settings.sslmode,
+        **({"sslrootcert": settings.sslrootcert} if settings.sslrootcert else {}),
         # libpq counts whole seconds and treats anything below 2 as 2.
         connect_timeout=max(int(login_s), 2),
         application_name="his-sentinel",
