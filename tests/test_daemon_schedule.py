@@ -104,6 +104,12 @@ checks:
         assert done == {("daily", "2026-11-19"), ("daily", "2026-11-20")}
         html = next((tmp_path / "reports/daily/2026-11-20").glob("*.html")).read_text(encoding="utf-8")
         assert "日常巡检报告" in html and "2026-11-20" in html
+        # The 19th was due on the 20th at 07:30, long before this tick: it says it is late.
+        late = {
+            d.name: json.loads((d / "index.json").read_text(encoding="utf-8"))["late"]
+            for d in (tmp_path / "reports/daily").iterdir()
+        }
+        assert late == {"2026-11-19": True, "2026-11-20": False}
         # A second tick finds nothing due: nothing is written twice.
         daemon._report_tick()
         assert daemon.store.db.execute("SELECT count(*) FROM report_runs").fetchone()[0] == 2
