@@ -184,82 +184,24 @@ def _cmd_run(config: Any, args: argparse.Namespace) -> int:
 
 
 def _cmd_check(config: Any, args: argparse.Namespace) -> int:
-    import threading
-
-    from agent.checks import build_specs, select
-    from agent.runner import ProbeRunner
+    from agent.checks import run_checks_now
 
     try:
-        chosen = select(config.checks, args.names)
+        # Probe memory is read, never written: `check` shows what the next run would see
+        # (e.g. new log lines) without consuming it.
+        rows = run_checks_now(config, args.names)
     except KeyError as exc:
         print(f"sentinel: unknown check(s): {exc.args[0]}", file=sys.stderr)
         return 3
-    specs = build_specs(chosen)
-    results: dict[str, Any] = {}
-    done = threading.Event()
-    lock = threading.Lock()
-
-    def sink(name: str, result: Any) -> None:
-        with lock:
-            results[name] = result
-            if len(results) == len(specs):
-                done.set()
-
-    history = _history_reader(config)
-    from probes.sshconn import SshPool
-
-    pool = SshPool()  # checks of one host share a login, as in the daemon
-    runner = ProbeRunner(sink, config.agent.workers, history, tz=config.site.tz, shared={"ssh": pool})
-    for spec in specs:
-        runner.submit(spec)
-    # Each submission is guaranteed one result by its deadline; the margin only covers
-    # the watchdog's own scheduling.
-    longest = max((s.timeout_s for s in specs), default=0.0)
-    done.wait(longest + 5.0 if specs else 0)
-    runner.stop()
-    pool.close_all()
-    rows = [(s.name, results.get(s.name)) for s in specs]
-    worst = max((r.status for _, r in rows if r is not None), default=0)
-    if any(r is None for _, r in rows):
-        worst = 3
+    worst = max((r.status for _, r in rows), default=0)
     if args.json:
         print(json.dumps([_result_json(n, r) for n, r in rows], ensure_ascii=False, indent=2))
     else:
         _print_table(
             ["CHECK", "STATUS", "TIME", "SUMMARY"],
-            [
-                [
-                    n,
-                    r.status.name if r else "UNKNOWN",
-                    f"{r.duration_s * 1000:.0f} ms" if r else "-",
-                    r.summary if r else "no result",
-                ]
-                for n, r in rows
-            ],
+            [[n, r.status.name, f"{r.duration_s * 1000:.0f} ms", r.summary] for n, r in rows],
         )
     return int(worst)
-
-
-def _history_reader(config: Any) -> Any:
-    """Metric history for trend figures, read from the store if the agent has written one."""
-    if not config.storage.path.exists():
-        return None
-    import threading
-
-    from agent.store import Store
-
-    store = Store(config.storage.path, readonly=True)
-    lock = threading.Lock()
-    now_ms = int(datetime.now(UTC).timestamp() * 1000)
-
-    def read(check: str, patterns: Sequence[str]) -> Any:
-        with lock:
-            try:
-                return store.metric_history(check, patterns, now_ms - 14 * 86_400_000)
-            except KeyError:
-                return {}
-
-    return read
 
 
 def _result_json(name: str, r: Any) -> dict[str, Any]:

@@ -22,11 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import threading
 import time
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from typing import Any
+
+from agent.checks import run_checks_now
 
 EXIT_UNKNOWN_CHECK = 3
 """As `sentinel check` answers an unknown name (2 would read as CRIT)."""
@@ -50,71 +50,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     # The daemon's scheduled run passes the holiday's first day; it is recorded as done for it.
     p.add_argument("--holiday", metavar="YYYY-MM-DD", help=argparse.SUPPRESS)
     return p
-
-
-def run_checks_now(
-    config: Any, names: Sequence[str], clock: Callable[[], float] = time.time
-) -> list[tuple[str, Any]]:
-    """Run the named (or all enabled) checks once; (name, CheckResult) in configuration order.
-
-    A check that produced nothing by its deadline (plus a margin) gets an UNKNOWN result that
-    says so, never a silent gap. KeyError names unknown checks.
-    """
-    from agent.checks import build_specs, select
-    from agent.cli import _history_reader
-    from agent.runner import ProbeRunner
-    from probes.base import CheckResult, Status
-    from probes.sshconn import SshPool
-
-    specs = build_specs(select(config.checks, list(names)))
-    memories: dict[str, Any] = {}
-    if config.storage.path.exists():
-        from agent.store import Store
-
-        reader = Store(config.storage.path, readonly=True)
-        try:
-            memories = reader.probe_memories()
-        finally:
-            reader.close()
-    results: dict[str, Any] = {}
-    done = threading.Event()
-    lock = threading.Lock()
-
-    def sink(name: str, result: Any) -> None:
-        with lock:
-            results[name] = result
-            if len(results) == len(specs):
-                done.set()
-
-    pool = SshPool()
-    runner = ProbeRunner(
-        sink,
-        config.agent.workers,
-        _history_reader(config),
-        clock,
-        memory=lambda name: memories.get(name, {}),
-        tz=config.site.tz,
-        shared={"ssh": pool},
-    )
-    try:
-        for spec in specs:
-            runner.submit(spec)
-        longest = max((s.timeout_s for s in specs), default=0.0)
-        done.wait(longest + 5.0 if specs else 0)
-    finally:
-        runner.stop()
-        pool.close_all()
-    out = []
-    for spec in specs:
-        result = results.get(spec.name)
-        if result is None:
-            result = CheckResult(
-                Status.UNKNOWN,
-                f"巡检时未在 {spec.timeout_s:g} 秒内返回结果",
-                started_at=datetime.fromtimestamp(clock(), UTC),
-            )
-        out.append((spec.name, result))
-    return out
 
 
 def _write_report(config: Any, store: Any, rows: Sequence[tuple[str, Any]], reason: str, now_ms: int) -> Any:
