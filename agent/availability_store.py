@@ -9,7 +9,7 @@ Only availability-critical checks decide whether a business system is available.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -69,6 +69,23 @@ class SubjectFigures:
 
     def availability(self) -> float | None:
         return None if self.figures is None else self.figures.availability(self.policy)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: the CLI's --json, the reports' data and the evidence export share it."""
+        return {
+            "subject": self.subject,
+            "kind": self.kind,
+            "target_pct": self.target_pct,
+            "policy": self.policy,
+            "availability_pct": self.availability(),
+            "figures": None if self.figures is None else self.figures.as_dict(),
+            "outages": [asdict(o) | {"checks": list(o.checks)} for o in self.outages],
+            "exclusions": [asdict(x) | {"duration_ms": x.end_ms - x.start_ms} for x in self.exclusions],
+            "checks": list(self.checks),
+            "redundancy": [{"checks": list(c), "need": k} for c, k in self.redundancy],
+            "verdict": None if self.verdict is None else self.verdict.as_dict(),
+            "note": self.note,
+        }
 
 
 class Sources:

@@ -8,7 +8,6 @@ import csv
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -143,37 +142,11 @@ def render_text(items: Sequence[SubjectFigures], period: Any, tz: Any, now_ms: i
 
 
 def as_json(items: Sequence[SubjectFigures], period: Any, now_ms: int, head: str | None) -> dict[str, Any]:
-    def one(it: SubjectFigures) -> dict[str, Any]:
-        return {
-            "subject": it.subject,
-            "kind": it.kind,
-            "target_pct": it.target_pct,
-            "policy": it.policy,
-            "availability_pct": it.availability(),
-            "figures": None if it.figures is None else it.figures.as_dict(),
-            "outages": [
-                {
-                    "start_ms": o.start_ms,
-                    "end_ms": o.end_ms,
-                    "duration_ms": o.duration_ms,
-                    "checks": list(o.checks),
-                    "fault": o.fault,
-                    "cause": o.cause,
-                }
-                for o in it.outages
-            ],
-            "exclusions": [asdict(x) for x in it.exclusions],
-            "critical_checks": list(it.checks),
-            "redundancy": [{"checks": list(c), "need": k} for c, k in it.redundancy],
-            "verdict": None if it.verdict is None else it.verdict.as_dict(),
-            "note": it.note,
-        }
-
     return {
         "period": {"label": period.label, "start_ms": period.start_ms, "end_ms": period.end_ms},
         "computed_at_ms": now_ms,
         "evidence_head": head,
-        "subjects": [one(it) for it in items],
+        "subjects": [it.as_dict() for it in items],
     }
 
 

@@ -8,7 +8,6 @@ keeps what the engine computed, so a reader can redo the division.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from fractions import Fraction
 from typing import Any
 
@@ -33,35 +32,10 @@ def entry(sf: SubjectFigures) -> dict[str, Any]:
     passed = None
     if f is not None:
         figures = f.as_dict()
-        figures.pop("outages", None)  # listed once, with their faults, below
+        figures.pop("outages", None)  # listed once, with their faults, under "outages"
         den = f.accountable_ms if sf.policy == "unavailable" else f.accountable_ms - f.unknown_ms
         passed = _passed(f.available_ms, den, sf.target_pct)
-    return {
-        "subject": sf.subject,
-        "kind": sf.kind,
-        "target_pct": sf.target_pct,
-        "policy": sf.policy,
-        "checks": list(sf.checks),
-        "redundancy": [{"checks": list(c), "need": k} for c, k in sf.redundancy],
-        "note": sf.note,
-        "figures": figures,
-        "availability_pct": sf.availability(),
-        "denominator_ms": den,
-        "passed": passed,
-        "outages": [
-            {
-                "start_ms": o.start_ms,
-                "end_ms": o.end_ms,
-                "duration_ms": o.duration_ms,
-                "checks": list(o.checks),
-                "fault": o.fault,
-                "cause": o.cause,
-            }
-            for o in sf.outages
-        ],
-        "exclusions": [asdict(x) | {"duration_ms": x.end_ms - x.start_ms} for x in sf.exclusions],
-        "verdict": None if sf.verdict is None else sf.verdict.as_dict(),
-    }
+    return sf.as_dict() | {"figures": figures, "denominator_ms": den, "passed": passed}
 
 
 def systems(
