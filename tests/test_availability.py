@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -323,24 +322,6 @@ def test_figures_as_dict_has_every_number() -> None:
     ]
     assert d["availability_pct"] == pytest.approx(100 * 23 / 24)
     assert d["coverage_pct"] == pytest.approx(100.0)
-
-
-def test_year_of_200_checks_in_20_systems_is_fast() -> None:
-    start, end = at(1), at(1) + 365 * DAY
-    planned = planned_spans(WORKDAYS, SH, start, end)
-    t0 = time.perf_counter()
-    checks = []
-    for c in range(200):
-        spans, t = [], start
-        step = 365 * DAY // 500
-        for i in range(500):
-            state = Status.CRIT if (i + c) % 7 == 0 else Status.OK
-            spans.append(iv(state, t, t + step, f"c{c}"))
-            t += step
-        checks.append(check_timeline(spans, [(start + 3 * DAY, start + 4 * DAY)], [], start, end, end))
-    for sysno in range(20):
-        figures(compose(checks[sysno * 10 : sysno * 10 + 10], k=8), planned)
-    assert time.perf_counter() - t0 < 1.0
 
 
 # --- properties ---------------------------------------------------------------------------
