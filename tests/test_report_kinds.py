@@ -356,7 +356,8 @@ def test_inspection(seeded: rs.Seeded, store: Store) -> None:
     assert data["hosts"][0]["disks"][0]["used_pct"] == 91.0
     assert data["databases"][0]["backups"][0]["met"] is False
     assert "GZ-20261128-001" in text  # still open
-    assert a.html_path.parent.name == "2026-12-30" and a.kind == "inspection"
+    # One archive per inspection, named by its local date and time (two a day do not collide).
+    assert a.html_path.parent.name == "2026-12-30-100000" and a.kind == "inspection"
 
 
 # ------------------------------------------------------------------------------ English, CLI

@@ -37,8 +37,13 @@ def build_inspection(
     """`results`: (check — its configuration or its name —, fresh CheckResult) pairs."""
     tz = config.site.tz
     cfg = config.check_map
-    day = datetime.fromtimestamp(now_ms / 1000, tz).date().isoformat()
-    data = common.header(config, store, "inspection", f"{day}", now_ms, now_ms, now_ms, describe=day)
+    local = datetime.fromtimestamp(now_ms / 1000, tz)
+    # Each inspection is its own report: two on one day (before a holiday, and again after a
+    # change) must not overwrite each other's archive.
+    label = local.strftime("%Y-%m-%d-%H%M%S")
+    data = common.header(
+        config, store, "inspection", label, now_ms, now_ms, now_ms, describe=local.strftime("%Y-%m-%d %H:%M")
+    )
     checks: list[dict[str, Any]] = []
     findings: list[dict[str, Any]] = []
     hosts: list[dict[str, Any]] = []
