@@ -430,6 +430,11 @@ class Daemon:
         self.schedule()
 
         def stop(signum: int, _frame: Any) -> None:
+            # A second signal (Ctrl-C twice, `timeout` signalling the process and its group)
+            # arrives while the clean shutdown is running: it must not break that shutdown.
+            if self._stop_requested.is_set():
+                log.info("received %s again, already stopping", signal.Signals(signum).name)
+                return
             log.info("received %s, stopping", signal.Signals(signum).name)
             self._stop_requested.set()
             # shutdown(wait=False): a hung job must not hold the stop (APScheduler would

@@ -13,7 +13,7 @@ import pytest
 from agent.store import Store
 from probes.base import Status
 from tests.agent_proc import AgentProcess
-from tests.conftest import wait_until
+from tests.conftest import free_port, wait_until
 from tests.servers import http_server
 
 
@@ -110,6 +110,30 @@ checks:
     store = Store(agent.db_path, readonly=True)
     assert store.runs()[-1].clean
     assert "stopped cleanly" in agent.text_log()
+
+
+def test_a_second_signal_during_shutdown_does_not_break_it(tmp_path: Path) -> None:
+    # `timeout` signals the process and then its group; an operator presses Ctrl-C twice.
+    with http_server() as srv:
+        config = f"""
+site: {{name: x}}
+agent: {{heartbeat: 1s, listen: "127.0.0.1:{free_port()}"}}
+checks:
+  - {{name: fine, kind: http, url: "http://127.0.0.1:{srv.server_port}/ok", interval: 1s, timeout: 500ms}}
+"""
+        agent = AgentProcess(tmp_path, config)
+        try:
+            agent.start()
+            agent.wait_results(2, 30)
+            assert agent.proc is not None
+            agent.proc.send_signal(signal.SIGTERM)
+            rc, took = agent.stop(signal.SIGINT)
+        finally:
+            agent.kill()
+    log = agent.text_log()
+    assert rc == 0 and took < 10, (rc, took, log[-2000:])
+    assert "Traceback" not in log and "stopped cleanly" in log
+    assert Store(agent.db_path, readonly=True).runs()[-1].clean
 
 
 def test_second_agent_on_the_same_store_is_refused(tmp_path: Path) -> None:
