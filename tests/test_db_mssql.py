@@ -440,7 +440,7 @@ def test_sessions_blocking_and_long_transactions_share_the_other_engines_evaluat
     }
     assert texts(long) == [
         "CRIT 事务已运行 2.0 小时（会话 58，用户 his，客户端 WS-07，程序 HIS.exe，状态 sleeping）"
-        "（阈值 ≥7200秒）"
+        "（阈值 ≥7200 秒）"
     ]
     assert long.facts["transactions"][0]["transaction_name"] == "user_transaction"
 

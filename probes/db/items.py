@@ -366,7 +366,7 @@ def blocking_outcome(rows: Rows, ictx: ItemContext, *, keep: Sequence[str] = ())
         text = f"会话 {r.get('blocking_pid')} 阻塞了 {victims} 个会话，最长等待 {wait:.0f} 秒"
         text += f"（{where}）" if where else ""
         f = threshold_finding(
-            ictx, "wait_s", wait, text, category="核心系统类", obj=str(r.get("blocking_pid")), unit="秒"
+            ictx, "wait_s", wait, text, category="核心系统类", obj=str(r.get("blocking_pid")), unit=" 秒"
         )
         if f:
             findings.append(f)
@@ -401,7 +401,7 @@ def long_transactions_outcome(rows: Rows, ictx: ItemContext, *, keep: Sequence[s
         where = "，".join(p for p in (f"会话 {r.get('pid')}", _in_db(r), holder) if p)
         text = f"事务已运行 {fmt_duration(age)}（{where}）"
         f = threshold_finding(
-            ictx, "age_s", age, text, category="核心系统类", obj=str(r.get("pid")), unit="秒"
+            ictx, "age_s", age, text, category="核心系统类", obj=str(r.get("pid")), unit=" 秒"
         )
         if f:
             findings.append(f)
