@@ -98,7 +98,8 @@ def _password(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def run(timeout: float = 8.0, memory: Any = None, **settings: Any) -> CheckResult:
-    base: dict[str, Any] = {"host": "127.0.0.1", "port": PORT, "user": "root"}
+    # The local test server has no TLS: the probe's default (verify_identity) must be opted out of.
+    base: dict[str, Any] = {"host": "127.0.0.1", "port": PORT, "user": "root", "ssl_mode": "disabled"}
     base.update(settings)
     return Probe(Settings.model_validate(base)).run(ProbeContext("my", timeout, memory=memory or {}))
 
@@ -121,7 +122,8 @@ def test_healthy_server_runs_every_item(admin: Any, schema: str) -> None:
 
 
 def test_session_is_read_only_with_a_statement_time_limit(admin: Any, schema: str) -> None:
-    conn = connect(Settings(host="127.0.0.1", user="root"), None, 5, time.monotonic() + 10)
+    plain = Settings(host="127.0.0.1", user="root", ssl_mode="disabled")
+    conn = connect(plain, None, 5, time.monotonic() + 10)
     try:
         with pytest.raises(Exception, match="READ ONLY"):
             conn.query(f"INSERT INTO {schema}.beds VALUES (3, 'x')", 5)
@@ -386,3 +388,12 @@ def test_mysql8_items_use_performance_schema_and_replica_status() -> None:
     assert "INNODB_LOCK_WAITS" in old["blocking"].queries["blocked"]
     assert old["replication"].queries["replicas"] == "SHOW SLAVE STATUS"
     assert [i.name for i in items_for(True, (10, 11, 6))] == [i.name for i in ITEMS]
+
+
+def test_tls_is_verified_by_default_and_never_silently_dropped() -> None:
+    # The local MariaDB has TLS disabled: with the default the login fails and says why,
+    # rather than continuing in plaintext without anyone deciding so.
+    assert Settings(host="h", user="u").ssl_mode == "verify_identity"
+    result = Probe(Settings(host="127.0.0.1", port=PORT, user="root")).run(ProbeContext("my", 8.0))
+    assert result.status is Status.CRIT
+    assert "SSL" in result.summary or "ssl" in result.summary

@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from probes.db.engine import DbConnection, DbProbe, DeadlineGuard, Engine, ErrorCodes, error_text
 from probes.db.items import Item
@@ -35,6 +35,13 @@ _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)")
 
 
 class Settings(DbSettings):
+    ssl_mode: Literal["verify_identity", "verify_ca", "disabled"] = "verify_identity"
+    """TLS with the server's certificate verified (and its host name, by default), as the
+    MySQL client's --ssl-mode. A server without TLS needs an explicit `ssl_mode: disabled`:
+    the agent never uses an unverified TLS connection or falls back to plaintext on its own."""
+    ssl_ca: str | None = None
+    """CA bundle for the server's certificate (default: the system's trust store)."""
+
     ITEMS: ClassVar[Sequence[Item]] = ITEMS
     BACKUP_TYPES: ClassVar = {}
     ENGINE: ClassVar[str] = "MySQL/MariaDB"
@@ -109,7 +116,15 @@ class MyConnection:
 def connect(settings: DbSettings, password: str | None, login_s: float, deadline: float) -> DbConnection:
     import pymysql
 
+    tls: dict[str, Any] = {"ssl_disabled": True}
+    if settings.ssl_mode != "disabled":
+        import ssl
+
+        context = ssl.create_default_context(cafile=settings.ssl_ca)
+        context.check_hostname = settings.ssl_mode == "verify_identity"
+        tls = {"ssl": context}
     conn = pymysql.connect(
+        **tls,
         host=settings.host,
         port=settings.port or 3306,
         user=settings.user,
