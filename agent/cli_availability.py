@@ -239,7 +239,7 @@ def cmd_exclusions(config: Any, args: argparse.Namespace) -> int:
 
     from agent import exclusions
     from agent.cli import _print_table
-    from agent.cli_ops import _actor, _writer
+    from agent.cli_ops import _actor, _writer, print_change_log, print_validation_errors
     from agent.cli_ops import _now_ms as now
     from agent.config import ForceMajeure
 
@@ -260,9 +260,7 @@ def cmd_exclusions(config: Any, args: argparse.Namespace) -> int:
                     }
                 )
             except ValidationError as exc:
-                for err in exc.errors():
-                    loc = ".".join(str(p) for p in err["loc"]) or "record"
-                    print(f"sentinel: {loc}: {err['msg'].removeprefix('Value error, ')}", file=sys.stderr)
+                print_validation_errors(exc, "record")
                 return 2
             missing = [s for s in rec.systems if config.system(s) is None]
             if missing:
@@ -320,11 +318,7 @@ def cmd_exclusions(config: Any, args: argparse.Namespace) -> int:
             ],
         )
         if args.all:
-            print("\nchange log:")
-            for ts, actor, act, name in store.db.execute(
-                "SELECT ts, actor, action, name FROM exclusions_log ORDER BY id"
-            ):
-                print(f"  {_local(ts, tz)}  {actor}  {act}  {name}")
+            print_change_log(store, "exclusions_log", lambda ts: _local(ts, tz))
         return 0
     except exclusions.ExclusionError as exc:
         print(f"sentinel: {exc}", file=sys.stderr)

@@ -30,6 +30,22 @@ def _period(config: Any, text: str | None) -> tuple[int | None, int | None]:
     return p.start_ms, p.end_ms
 
 
+def print_validation_errors(exc: Any, what: str) -> None:
+    """A CLI record that fails validation: one line per problem, with its field, no traceback."""
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or what
+        print(f"sentinel: {loc}: {err['msg'].removeprefix('Value error, ')}", file=sys.stderr)
+
+
+def print_change_log(store: Store, log_table: str, when: Any) -> None:
+    """The append-only change log of a ledger (maintenance_log, exclusions_log), oldest first."""
+    print("\nchange log:")
+    for ts, actor, act, name in store.db.execute(
+        f"SELECT ts, actor, action, name FROM {log_table} ORDER BY id"
+    ):
+        print(f"  {when(ts)}  {actor}  {act}  {name}")
+
+
 def add_parsers(sub: Any) -> None:
     f = sub.add_parser("faults", help="fault records (故障记录): list, show, ack, resolve, close")
     fs = f.add_subparsers(dest="faults_command", metavar="ACTION", required=True)
@@ -328,9 +344,7 @@ def cmd_maintenance(config: Any, args: argparse.Namespace) -> int:
             try:
                 spec = WindowSpec.model_validate(raw)
             except ValidationError as exc:
-                for err in exc.errors():
-                    loc = ".".join(str(p) for p in err["loc"]) or "window"
-                    print(f"sentinel: {loc}: {err['msg'].removeprefix('Value error, ')}", file=sys.stderr)
+                print_validation_errors(exc, "window")
                 return 2
             unknown = [s for s in spec.systems if config.system(s) is None]
             unknown += [c for c in spec.checks if c not in config.check_map]
@@ -382,11 +396,7 @@ def cmd_maintenance(config: Any, args: argparse.Namespace) -> int:
             ],
         )
         if args.all:
-            print("\nchange log:")
-            for ts, actor, act, name in store.db.execute(
-                "SELECT ts, actor, action, name FROM maintenance_log ORDER BY id"
-            ):
-                print(f"  {_fmt(config, ts)}  {actor}  {act}  {name}")
+            print_change_log(store, "maintenance_log", lambda ts: _fmt(config, ts))
         return 0
     except WindowError as exc:
         print(f"sentinel: {exc}", file=sys.stderr)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, ClassVar
@@ -93,13 +94,13 @@ def parse_version(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in re.findall(r"\d+", text)[:5])
 
 
-class _Session:
+class _Session(ABC):
     """What thin and thick sessions share: both ask the server for its version and clock."""
 
     _conn: Any
 
-    def query(self, sql: str, timeout_s: float) -> list[dict[str, Any]]:
-        raise NotImplementedError
+    @abstractmethod
+    def query(self, sql: str, timeout_s: float) -> list[dict[str, Any]]: ...
 
     def server_version(self) -> tuple[int, ...]:
         return parse_version(self._conn.version)
