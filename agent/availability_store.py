@@ -11,16 +11,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 from agent import availability as av
 from agent import exclusions as fm_ledger
-from agent.config import Config, System
 from agent.maintdb import cli_specs
 from agent.maintenance import MaintenanceSchedule
 from agent.periods import parse_period
 from agent.store import Store
+
+if TYPE_CHECKING:
+    from agent.config import Config, System
 
 Policy = Literal["unavailable", "excluded"]
 

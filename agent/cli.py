@@ -86,12 +86,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         from agent import cli_ssh
 
         return cli_ssh.run(args)
-    from agent.config import ConfigError, load
+    from agent.config_errors import ConfigError
+    from agent.configload import ConfigLoadFailed
 
     try:
-        config = load(args.config)
+        config = _load_config(args)
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
+        return EXIT_CONFIG
+    except ConfigLoadFailed as exc:
+        print(f"sentinel: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     handler = {
         "run": _cmd_run,
@@ -117,6 +121,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130
+
+
+# Commands that run probes get the configuration in plain form from a validating helper
+# process, so neither the daemon nor a `check` round carries pydantic and YAML (memory).
+_PLAIN_CONFIG_COMMANDS = ("run", "check")
+
+
+def _load_config(args: argparse.Namespace) -> Any:
+    if args.command in _PLAIN_CONFIG_COMMANDS:
+        from agent.configload import load_plain
+
+        return load_plain(args.config)
+    from agent.config import load
+
+    return load(args.config)
 
 
 def _lazy(module: str, name: str) -> Any:

@@ -324,7 +324,7 @@ def cmd_maintenance(config: Any, args: argparse.Namespace) -> int:
 
     from agent.cli import _print_table
     from agent.maintdb import WindowError, add_window, list_windows, remove_window
-    from agent.maintenance import WindowSpec
+    from agent.maintenance_spec import WindowSpec
 
     store = _writer(config)
     try:

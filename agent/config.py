@@ -8,17 +8,12 @@ from __future__ import annotations
 
 import difflib
 import functools
-import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from datetime import time as dtime
-from functools import cached_property
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import (
     BaseModel,
     Field,
@@ -28,19 +23,34 @@ from pydantic import (
     model_validator,
 )
 
-from agent.maintenance import WindowSpec, parse_local_datetime
+from agent.config_errors import ConfigError, Problem
+from agent.config_methods import (
+    DAYS,
+    SPAN,
+    CheckMethods,
+    ConfigMethods,
+    ReportsMethods,
+    ScheduleMethods,
+    SiteMethods,
+    ThresholdMethods,
+)
+from agent.config_yaml import read_file, read_yaml
+from agent.maintenance import parse_local_datetime
+from agent.maintenance_spec import WindowSpec
 from agent.model import FAULT_LEVELS, Model
-from agent.notify import ChannelSettings
-from agent.reports.schedule import ReportSchedule
-from agent.workcal import WorkingHours
+from agent.notify.models import ChannelSettings
+from agent.reports.schedule import KINDS as REPORT_KINDS
+from agent.reports.schedule import ScheduledKind, check_hhmm
+from agent.workcal import WorkingHoursMethods, check_working_hours
 from probes import registry
 from probes.settings import Duration, Secret, SecretRef
-from probes.thresholds import Threshold
+
+__all__ = ["Config", "ConfigError", "Problem", "load", "parse"]
 
 _LEVEL_BY_NAME = {v: k for k, v in FAULT_LEVELS.items()}
 
 
-class Site(Model):
+class Site(SiteMethods, Model):
     name: str = Field(min_length=1)
     timezone: str = "Asia/Shanghai"
     campuses: tuple[str, ...] = ()
@@ -54,10 +64,6 @@ class Site(Model):
             raise ValueError(f"unknown time zone {v!r} (use an IANA name such as 'Asia/Shanghai')") from None
         return v
 
-    @cached_property
-    def tz(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
-
 
 class Storage(Model):
     path: Path = Path("var/sentinel.db")
@@ -67,11 +73,7 @@ class Storage(Model):
     """HMAC key of the evidence chain ('${ENV}' or 'file:/path'); set before the first run."""
 
 
-_SPAN = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
-_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-class Schedule(Model):
+class Schedule(ScheduleMethods, Model):
     """Planned operating hours in the site's time zone; omitted days mean 00:00-24:00."""
 
     mon: tuple[str, ...] | None = None
@@ -84,9 +86,9 @@ class Schedule(Model):
 
     @model_validator(mode="after")
     def _spans(self) -> Schedule:
-        for day in _DAYS:
+        for day in DAYS:
             for span in getattr(self, day) or ():
-                m = _SPAN.match(span)
+                m = SPAN.match(span)
                 if not m:
                     raise ValueError(f"{day}: {span!r} is not 'HH:MM-HH:MM'")
                 h1, m1, h2, m2 = map(int, m.groups())
@@ -95,17 +97,6 @@ class Schedule(Model):
                 ):
                     raise ValueError(f"{day}: {span!r} must run forward within one day")
         return self
-
-    def minutes(self, weekday: int) -> list[tuple[int, int]]:
-        """Planned [start, end) minute spans of a weekday (0 = Monday)."""
-        spans = getattr(self, _DAYS[weekday])
-        if spans is None:
-            return [(0, 1440)]
-        out = []
-        for span in spans:
-            h1, m1, h2, m2 = map(int, _SPAN.match(span).groups())  # type: ignore[union-attr]
-            out.append((h1 * 60 + m1, h2 * 60 + m2))
-        return sorted(out)
 
 
 class RedundancyGroup(Model):
@@ -163,19 +154,16 @@ class Availability(Model):
     force_majeure: tuple[ForceMajeure, ...] = ()
 
 
-class ThresholdModel(Model):
+class ThresholdModel(ThresholdMethods, Model):
     warn: float | None = None
     crit: float | None = None
     below: bool = False
-
-    def to_threshold(self) -> Threshold:
-        return Threshold(self.warn, self.crit, self.below)
 
 
 FaultLevel = Annotated[int, Field(ge=1, le=4)]
 
 
-class CheckCommon(Model):
+class CheckCommon(CheckMethods, Model):
     name: str = Field(min_length=1, pattern=r"^[^\s/]+$")
     system: str | None = None
     interval: Duration = 60.0
@@ -203,11 +191,6 @@ class CheckCommon(Model):
             )
         return self
 
-    def threshold_rules(self) -> dict[str, Threshold]:
-        rules = dict(registry.default_thresholds(self.kind))  # type: ignore[attr-defined]
-        rules.update({k: v.to_threshold() for k, v in self.thresholds.items()})
-        return rules
-
 
 @functools.cache
 def check_model(kind: str) -> type[CheckCommon] | None:
@@ -219,7 +202,9 @@ def check_model(kind: str) -> type[CheckCommon] | None:
     overrides: dict[str, Any] = {}
     # Event-like kinds (a log line, a restart) are over by the next run: their failures
     # would never be confirmed at the usual 3 consecutive samples.
-    confirmations = getattr(registry.module(kind), "DEFAULT_CONFIRMATIONS", None)
+    # Read from the settings module (which re-exports it): validation never loads the runtime
+    # module, so the helper process stays free of http.client, ssl and the drivers.
+    confirmations = getattr(registry.settings_module(kind), "DEFAULT_CONFIRMATIONS", None)
     if confirmations is not None:
         overrides["confirmations"] = (int, Field(confirmations, ge=1, le=20))
     return create_model(  # type: ignore[call-overload, no-any-return]
@@ -230,10 +215,35 @@ def check_model(kind: str) -> type[CheckCommon] | None:
     )
 
 
+class ReportSchedule(Model):
+    """`reports.schedule` in the configuration."""
+
+    kinds: tuple[ScheduledKind, ...] = REPORT_KINDS
+    """Which periodic reports the daemon writes."""
+    daily_time: str = "07:30"
+    weekly_weekday: int = Field(1, ge=1, le=7)
+    """ISO weekday of the weekly report: 1 = Monday … 7 = Sunday."""
+    time: str = "08:00"
+    """Time of day of the weekly, monthly, quarterly and yearly reports."""
+    holiday_inspection: bool = True
+    """Run `inspect` on the last working day before each statutory holiday."""
+    inspection_time: str = "14:00"
+    deliver_within: int = Field(3, ge=1, le=30)
+    """Working days after the period within which the contract wants the report delivered."""
+    catch_up_days: int = Field(31, ge=1, le=400)
+    """How far back a report that was never written is still written (and marked late)."""
+    late_after_minutes: int = Field(60, ge=1, le=7 * 1440)
+
+    @field_validator("daily_time", "time", "inspection_time")
+    @classmethod
+    def _times(cls, v: str) -> str:
+        return check_hhmm(v)
+
+
 ReportKind = Literal["daily", "weekly", "monthly", "quarterly", "yearly", "inspection", "acceptance"]
 
 
-class Reports(Model):
+class Reports(ReportsMethods, Model):
     output_dir: Path = Path("var/reports")
     daily_time: str = Field("07:30", pattern=r"^\d{2}:\d{2}$")
     lang: Literal["zh", "en"] = "zh"
@@ -251,11 +261,6 @@ class Reports(Model):
                 "set the daily report's time as reports.daily_time, not reports.schedule.daily_time"
             )
         return self
-
-    @cached_property
-    def daily_at(self) -> dtime:
-        h, m = map(int, self.daily_time.split(":"))
-        return dtime(h, m)
 
     @field_validator("daily_time")
     @classmethod
@@ -310,6 +315,22 @@ class Flapping(Model):
     def _order(self) -> Flapping:
         if self.low >= self.high:
             raise ValueError("low must be below high")
+        return self
+
+
+class WorkingHours(WorkingHoursMethods, Model):
+    """When the maintenance team counts as working. Dates override the statutory calendar."""
+
+    spans: tuple[str, ...] = Field(("08:00-12:00", "13:30-17:30"), min_length=1)
+    """Working spans of every working day, local time, 'HH:MM-HH:MM' (end may be 24:00)."""
+    extra_holidays: tuple[date, ...] = ()
+    """Days off on top of (or, for unknown years, instead of) the statutory calendar."""
+    extra_workdays: tuple[date, ...] = ()
+    """Working days on top of the calendar, e.g. next year's 调休 before the package knows it."""
+
+    @model_validator(mode="after")
+    def _check(self) -> WorkingHours:
+        check_working_hours(self.spans, self.extra_holidays, self.extra_workdays)
         return self
 
 
@@ -369,7 +390,7 @@ class Notifications(Model):
         return self
 
 
-class Config(Model):
+class Config(ConfigMethods, Model):
     site: Site
     storage: Storage = Storage()
     agent: Agent = Agent()
@@ -383,58 +404,9 @@ class Config(Model):
     # Later capabilities (notifications, maintenance, ...) add their own sections here;
     # existing files stay valid because every new section has defaults.
 
-    @cached_property
-    def check_map(self) -> Mapping[str, Any]:
-        return {c.name: c for c in self.checks}
-
-    def system(self, name: str | None) -> System | None:
-        for s in self.systems:
-            if s.name == name:
-                return s
-        return None
-
 
 # --------------------------------------------------------------------------------------
 # Loading and error reporting
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    path: str
-    line: int | None
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.path}" if self.path else "(top level)"
-        if self.line is not None:
-            where += f" (line {self.line})"
-        return f"{where}: {self.message}"
-
-
-class ConfigError(Exception):
-    def __init__(self, source: str, problems: Sequence[Problem]) -> None:
-        self.source = source
-        self.problems = tuple(problems)
-        super().__init__(self.render())
-
-    def render(self) -> str:
-        n = len(self.problems)
-        head = f"{self.source}: {n} problem{'s' if n != 1 else ''} in the configuration"
-        return "\n".join([head, *(f"  - {p}" for p in self.problems)])
-
-
-def _line_index(node: yaml.Node, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], int]]:
-    yield path, node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            key = k.value
-            yield (*path, key), k.start_mark.line + 1
-            for p, line in _line_index(v, (*path, key)):
-                if p != (*path, key):
-                    yield p, line
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            yield from _line_index(item, (*path, i))
 
 
 def _fmt_path(loc: Sequence[Any]) -> str:
@@ -561,25 +533,14 @@ def _secrets(obj: Any, loc: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], 
 
 def parse(text: str, source: str = "<config>", base_dir: Path | None = None) -> Config:
     """Validate YAML text; relative paths are resolved against `base_dir`."""
-    # One pass, with libyaml when present: composing for line numbers and loading again in
-    # pure Python cost a fresh `sentinel check` most of its CPU on a 550-check file.
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
-    try:
-        node = loader.get_single_node()
-        raw = loader.construct_document(node) if node is not None else None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(source, [Problem("", line, f"not valid YAML: {problem}")]) from None
-    finally:
-        loader.dispose()
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(source, [Problem("", 1, "the configuration must be a mapping of sections")])
-    lines = dict(_line_index(node)) if node is not None else {}
+    raw, lines = read_yaml(text, source)
+    return validate(raw, lines, source, base_dir)
 
+
+def validate(
+    raw: dict[str, Any], lines: Mapping[tuple[Any, ...], int], source: str, base_dir: Path | None = None
+) -> Config:
+    """Validate data read by `config_yaml.read_yaml`; raises ConfigError with every problem."""
     errors: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
     checks = _validate_checks(raw.get("checks"), errors)
     top = {k: v for k, v in raw.items() if k != "checks"}
@@ -743,13 +704,7 @@ def _resolve_paths(config: Config, base: Path) -> Config:
 
 
 def load(path: str | Path) -> Config:
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(str(p), [Problem("", None, f"cannot read the file: {exc.strerror}")]) from None
-    except UnicodeDecodeError:
-        raise ConfigError(str(p), [Problem("", None, "the file is not UTF-8 text")]) from None
+    raw, lines = read_file(path)
     # Relative paths in the file are taken from the working directory the agent starts in
     # (systemd's WorkingDirectory=), and fixed now so later code never depends on the cwd.
-    return parse(text, str(p), base_dir=Path.cwd())
+    return validate(raw, lines, str(path), base_dir=Path.cwd())

@@ -19,18 +19,18 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.executors.debug import DebugExecutor
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from agent import __version__, evidence, exclusions
 from agent.alerts import AlertPlanner
 from agent.checks import build_specs
-from agent.config import Config
 from agent.faults import CheckInfo, FaultManager, LevelRule, Policy
 from agent.maintdb import change_token, cli_specs, sync_config_windows
 from agent.maintenance import MaintenanceSchedule
@@ -42,6 +42,9 @@ from agent.store import Store, acquire_lock
 from agent.workcal import WorkCalendar
 from probes.base import CheckResult, History, Status
 from probes.sshconn import SshPool
+
+if TYPE_CHECKING:
+    from agent.config import Config
 
 log = logging.getLogger("sentinel.daemon")
 
@@ -435,11 +438,16 @@ class Daemon:
             if self._stop_requested.is_set():
                 log.info("received %s again, already stopping", signal.Signals(signum).name)
                 return
-            log.info("received %s, stopping", signal.Signals(signum).name)
             self._stop_requested.set()
+            log.info("received %s, stopping", signal.Signals(signum).name)
             # shutdown(wait=False): a hung job must not hold the stop (APScheduler would
             # otherwise wait forever); check jobs never hold a thread anyway.
-            self.scheduler.shutdown(wait=False)
+            try:
+                self.scheduler.shutdown(wait=False)
+            except SchedulerNotRunningError:
+                # The second signal's handler can run inside this one (Python runs handlers
+                # between any two bytecodes, e.g. during the log call above) and stop first.
+                pass
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)

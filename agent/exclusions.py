@@ -12,10 +12,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from agent.config import ForceMajeure
 from agent.store import Store
+
+if TYPE_CHECKING:
+    from agent.config import ForceMajeure
 
 
 class ExclusionError(ValueError):
@@ -23,9 +26,40 @@ class ExclusionError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class Record:
+    """A force-majeure record as the ledger holds it (instants in UTC)."""
+
+    name: str
+    start: datetime
+    end: datetime
+    systems: tuple[str, ...]
+    reason: str
+    approved_by: str
+
+    def model_dump_json(self) -> str:
+        """The JSON the ledger logs when a record is withdrawn (the form pydantic wrote before)."""
+
+        def iso(dt: datetime) -> str:
+            return dt.isoformat().replace("+00:00", "Z")
+
+        return json.dumps(
+            {
+                "name": self.name,
+                "start": iso(self.start),
+                "end": iso(self.end),
+                "systems": list(self.systems),
+                "reason": self.reason,
+                "approved_by": self.approved_by,
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class StoredExclusion:
     id: int
-    record: ForceMajeure
+    record: Record
     start_ms: int
     end_ms: int
     source: str
@@ -125,9 +159,7 @@ def list_all(store: Store, include_removed: bool = False) -> list[StoredExclusio
     for r in rows:
         start = datetime.fromtimestamp(r[2] / 1000, UTC)
         end = datetime.fromtimestamp(r[3] / 1000, UTC)
-        rec = ForceMajeure(
-            name=r[1], start=start, end=end, systems=tuple(json.loads(r[4])), reason=r[5], approved_by=r[6]
-        )
+        rec = Record(r[1], start, end, tuple(json.loads(r[4])), r[5], r[6])
         out.append(StoredExclusion(r[0], rec, r[2], r[3], r[7], r[8], r[9], r[10], r[11], r[12]))
     return out
 

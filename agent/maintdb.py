@@ -4,11 +4,14 @@ never be silently rewritten after the fact."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from agent.maintenance import WindowSpec
+from agent.maintenance import window_from_json
 from agent.store import Store
+
+if TYPE_CHECKING:
+    from agent.maintenance_spec import WindowSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +72,7 @@ def list_windows(store: Store, include_removed: bool = False) -> list[StoredWind
         f"{where} ORDER BY created_ts, id"
     ).fetchall()
     return [
-        StoredWindow(r[0], r[1], r[2], WindowSpec.model_validate(json.loads(r[3])), r[4], r[5], r[6], r[7])
+        StoredWindow(r[0], r[1], r[2], window_from_json(r[3]), r[4], r[5], r[6], r[7])
         for r in rows
     ]
 

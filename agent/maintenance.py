@@ -1,7 +1,8 @@
 """Maintenance windows: when checks are silenced and their time is excluded from availability.
 
-Pure schedule logic: no I/O, no store. `WindowSpec` is the validated description (from the
-configuration, or loaded from the store for windows added with `sentinel maintenance add`);
+Pure schedule logic: no I/O, no store, no pydantic. `WindowSpec` (agent.maintenance_spec) is
+the validated description (from the configuration, or loaded from the store for windows added
+with `sentinel maintenance add`);
 `MaintenanceSchedule` answers "is this check in maintenance at t?" cheaply enough to be asked
 for every stored result, and gives the spans to exclude from availability.
 
@@ -35,20 +36,22 @@ from __future__ import annotations
 
 import calendar
 import heapq
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
-from apscheduler.triggers.cron import CronTrigger
-from pydantic import Field, ValidationInfo, field_validator, model_validator
-
-from agent.model import Model
 from agent.timeutil import to_ms
-from probes.settings import Duration
+from probes.plain import Methods, plain_from_fields
+
+if TYPE_CHECKING:
+    from apscheduler.triggers.cron import CronTrigger
+
+    from agent.maintenance_spec import WindowSpec
 
 MAX_OCCURRENCES = 100_000
 """Refuse to enumerate more occurrences than this in one call (a runaway cron or range)."""
@@ -78,7 +81,7 @@ class TooManyOccurrences(ValueError):
 # Specification (validated configuration)
 
 
-def _parse_hhmm(v: Any) -> str:
+def parse_hhmm(v: Any) -> str:
     if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1440:
         # YAML 1.1 reads an unquoted 22:00 as the base-60 number 1320.
         h, m = divmod(v, 60)
@@ -98,57 +101,7 @@ def _hhmm_time(v: str) -> dtime:
     return dtime(int(h), int(m))
 
 
-class Weekly(Model):
-    days: list[Weekday] = Field(min_length=1)
-    at: str
-    duration: Duration
-
-    @field_validator("days", mode="before")
-    @classmethod
-    def _days(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            v = [v]
-        if isinstance(v, list):
-            return [d.strip().lower() if isinstance(d, str) else d for d in v]
-        return v
-
-    @field_validator("at", mode="before")
-    @classmethod
-    def _at(cls, v: Any) -> str:
-        return _parse_hhmm(v)
-
-    @field_validator("duration")
-    @classmethod
-    def _dur(cls, v: float) -> float:
-        return _recurring_duration(v)
-
-
-class Monthly(Model):
-    day: int | Literal["last"]
-    at: str
-    duration: Duration
-
-    @field_validator("day", mode="before")
-    @classmethod
-    def _day(cls, v: Any) -> Any:
-        if isinstance(v, str) and v.strip().lower() == "last":
-            return "last"
-        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 31:
-            raise ValueError(f"day must be 1..31 or 'last' (got {v!r})")
-        return v
-
-    @field_validator("at", mode="before")
-    @classmethod
-    def _at(cls, v: Any) -> str:
-        return _parse_hhmm(v)
-
-    @field_validator("duration")
-    @classmethod
-    def _dur(cls, v: float) -> float:
-        return _recurring_duration(v)
-
-
-def _recurring_duration(v: float) -> float:
+def recurring_duration(v: float) -> float:
     if v > MAX_RECURRING_DURATION_S:
         raise ValueError(
             f"a recurring window may last at most 31 days (got {v / 86400:g} days); "
@@ -217,7 +170,7 @@ def _cron_dow_to_names(field: str) -> str:
     return ",".join(_WEEKDAYS[(d - 1) % 7] for d in sorted(days, key=lambda d: (d - 1) % 7))
 
 
-def _compile_cron(expr: str) -> CronTrigger:
+def compile_cron(expr: str) -> CronTrigger:
     """Parse a crontab line into a trigger that runs on the *wall clock* (UTC as a stand-in).
 
     Occurrences are enumerated as naive local times and placed on the time line by
@@ -232,130 +185,44 @@ def _compile_cron(expr: str) -> CronTrigger:
             "APScheduler both); use a monthly window or two windows"
         )
     fields[4] = _cron_dow_to_names(fields[4])
+    # Imported here: APScheduler (with asyncio) is only needed when a window is a cron line, and
+    # the configuration helper process should not carry it for every site.
+    from apscheduler.triggers.cron import CronTrigger
+
     try:
         return CronTrigger.from_crontab(" ".join(fields), timezone=UTC)
     except ValueError as exc:
         raise ValueError(f"invalid cron expression {expr!r}: {exc}") from None
 
 
-class WindowSpec(Model):
-    """One maintenance window, one-off or recurring, as configured or added from the CLI."""
+class WindowSpecMethods(Methods):
+    """Behaviour of a window's validated description (agent.maintenance_spec.WindowSpec) at run
+    time. Its JSON is kept in the plain form: the store's ledger compares and logs it."""
 
-    name: str = Field(min_length=1)
-    systems: list[str] = []
-    checks: list[str] = []
-    reason: str
-    approved_by: str
-    ticket: str | None = None
-    # one-off
-    start: datetime | None = None
-    end: datetime | None = None
-    # recurring
-    weekly: Weekly | None = None
-    monthly: Monthly | None = None
-    cron: str | None = None
-    duration: Duration | None = None
-    valid_from: date | None = None
-    valid_until: date | None = None
-
-    @field_validator("reason", "approved_by")
-    @classmethod
-    def _not_blank(cls, v: str, info: ValidationInfo) -> str:
-        if not v.strip():
-            what = "why the window is needed" if info.field_name == "reason" else "who approved it"
-            raise ValueError(f"{info.field_name} must not be empty: say {what} (it is printed in reports)")
-        return v.strip()
-
-    @field_validator("systems", "checks")
-    @classmethod
-    def _names(cls, v: list[str]) -> list[str]:
-        for n in v:
-            if not n.strip():
-                raise ValueError("names must not be empty")
-        return v
-
-    @field_validator("start", "end", mode="before")
-    @classmethod
-    def _dt(cls, v: Any) -> Any:
-        return parse_local_datetime(v)
-
-    @field_validator("cron")
-    @classmethod
-    def _cron(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        trigger = _compile_cron(v.strip())
-        # A week in which every weekday and hour exists on the wall clock (no DST question).
-        lo = datetime(2025, 1, 6, tzinfo=UTC)
-        first = nxt = trigger.get_next_fire_time(None, lo)
-        if first is None:
-            raise ValueError(f"cron {v!r} never fires")
-        fires = 0
-        while nxt is not None and nxt < lo + timedelta(days=7):
-            fires += 1
-            if fires > MAX_CRON_PER_WEEK:
-                raise ValueError(
-                    f"cron {v!r} fires more than {MAX_CRON_PER_WEEK} times a week; a maintenance window "
-                    "may recur at most every 15 minutes on average"
-                )
-            nxt = trigger.get_next_fire_time(nxt, nxt)
-        return v.strip()
-
-    @field_validator("duration")
-    @classmethod
-    def _dur(cls, v: float | None) -> float | None:
-        return None if v is None else _recurring_duration(v)
-
-    @model_validator(mode="after")
-    def _form(self) -> WindowSpec:
-        if not self.systems and not self.checks:
-            raise ValueError("name at least one system or check the window applies to (systems: / checks:)")
-        forms = [
-            f
-            for f, present in (
-                ("start/end", self.start is not None or self.end is not None),
-                ("weekly", self.weekly is not None),
-                ("monthly", self.monthly is not None),
-                ("cron", self.cron is not None),
-            )
-            if present
-        ]
-        if not forms:
-            raise ValueError(
-                "give a schedule: start + end (one-off), weekly: {days, at, duration}, "
-                "monthly: {day, at, duration}, or cron + duration"
-            )
-        if len(forms) > 1:
-            raise ValueError(f"give exactly one schedule form, found {' and '.join(forms)}")
-        if self.duration is not None and self.cron is None:
-            raise ValueError(
-                "duration goes with cron; weekly and monthly carry their own duration, "
-                "one-off windows use end"
-            )
-        if self.cron is not None and self.duration is None:
-            raise ValueError("a cron window needs a duration, e.g. duration: 3h")
-        if forms[0] == "start/end":
-            if self.start is None or self.end is None:
-                raise ValueError("a one-off window needs both start and end")
-            if (self.start.tzinfo is None) != (self.end.tzinfo is None):
-                raise ValueError(
-                    "write start and end the same way: both in site time, or both with an offset"
-                )
-            if self.end <= self.start:
-                raise ValueError(f"end ({self.end}) must be after start ({self.start})")
-            if self.valid_from is not None or self.valid_until is not None:
-                raise ValueError("valid_from / valid_until apply to recurring windows only")
-        if (
-            self.valid_from is not None
-            and self.valid_until is not None
-            and self.valid_until < self.valid_from
-        ):
-            raise ValueError(f"valid_until ({self.valid_until}) is before valid_from ({self.valid_from})")
-        return self
+    plain_keeps_json = True
 
     @property
     def recurring(self) -> bool:
-        return self.start is None
+        return self.start is None  # type: ignore[attr-defined,no-any-return]
+
+
+def window_from_json(text: str) -> Any:
+    """A window's plain form from the JSON the ledger keeps (written by `model_dump_json` of a
+    validated WindowSpec, so it is trusted and only converted, not validated again)."""
+    raw = json.loads(text)
+    fields = dict(raw)
+    for key in ("start", "end"):
+        if fields.get(key) is not None:
+            fields[key] = datetime.fromisoformat(fields[key])
+    for key in ("valid_from", "valid_until"):
+        if fields.get(key) is not None:
+            fields[key] = date.fromisoformat(fields[key])
+    for key in ("systems", "checks"):
+        fields[key] = list(fields.get(key) or ())
+    for key in ("weekly", "monthly"):
+        if fields.get(key) is not None:
+            fields[key] = plain_from_fields((), fields[key])
+    return plain_from_fields((WindowSpecMethods,), fields, json_text=text)
 
 
 # --------------------------------------------------------------------------------------
@@ -421,7 +288,7 @@ class _Compiled:
             self.at = _hhmm_time(spec.monthly.at)
             seconds = spec.monthly.duration
         elif spec.cron is not None:
-            self.trigger = _compile_cron(spec.cron)
+            self.trigger = compile_cron(spec.cron)
             seconds = spec.duration or 0.0
         else:
             seconds = 0.0

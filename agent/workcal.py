@@ -24,12 +24,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-import chinese_calendar
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
 from agent.timeutil import from_ms, to_ms
+from probes.plain import Methods
+
+if TYPE_CHECKING:
+    from agent.config import WorkingHours
 
 log = logging.getLogger("sentinel.workcal")
 
@@ -58,37 +60,26 @@ def _parse_span(span: str) -> tuple[int, int]:
     return start, end
 
 
-class _Model(BaseModel):
-    # Same settings as agent.config.Model, which cannot be imported here: agent.config imports
-    # this module for its `working_hours` field, so the dependency must point one way only.
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+def check_working_hours(
+    spans: tuple[str, ...], holidays: tuple[date, ...], workdays: tuple[date, ...]
+) -> None:
+    """ValueError unless the spans run forward, do not overlap, and no date is both off and on."""
+    minutes = sorted(_parse_span(s) for s in spans)
+    for (_, end), (start, _) in zip(minutes, minutes[1:], strict=False):
+        if start < end:
+            raise ValueError(f"working spans overlap: {spans!r}")
+    both = sorted(set(holidays) & set(workdays))
+    if both:
+        days = ", ".join(d.isoformat() for d in both)
+        raise ValueError(f"dates listed both as extra holiday and extra workday: {days}")
 
 
-class WorkingHours(_Model):
-    """When the maintenance team counts as working. Dates override the statutory calendar."""
-
-    spans: tuple[str, ...] = Field(("08:00-12:00", "13:30-17:30"), min_length=1)
-    """Working spans of every working day, local time, 'HH:MM-HH:MM' (end may be 24:00)."""
-    extra_holidays: tuple[date, ...] = ()
-    """Days off on top of (or, for unknown years, instead of) the statutory calendar."""
-    extra_workdays: tuple[date, ...] = ()
-    """Working days on top of the calendar, e.g. next year's 调休 before the package knows it."""
-
-    @model_validator(mode="after")
-    def _check(self) -> WorkingHours:
-        minutes = sorted(_parse_span(s) for s in self.spans)
-        for (_, end), (start, _) in zip(minutes, minutes[1:], strict=False):
-            if start < end:
-                raise ValueError(f"working spans overlap: {self.spans!r}")
-        both = sorted(set(self.extra_holidays) & set(self.extra_workdays))
-        if both:
-            days = ", ".join(d.isoformat() for d in both)
-            raise ValueError(f"dates listed both as extra holiday and extra workday: {days}")
-        return self
+class WorkingHoursMethods(Methods):
+    """Behaviour of `faults.working_hours` (agent.config.WorkingHours) at run time."""
 
     def minutes(self) -> tuple[tuple[int, int], ...]:
         """Sorted [start, end) minute-of-day pairs of the working spans."""
-        return tuple(sorted(_parse_span(s) for s in self.spans))
+        return tuple(sorted(_parse_span(s) for s in self.spans))  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +96,8 @@ def _package_knows(year: int) -> bool:
     # The package has no "supported years" API; its functions raise NotImplementedError outside
     # the range they have data for. Ask once per year and remember, so hot loops never hit it.
     try:
+        import chinese_calendar
+
         chinese_calendar.is_workday(date(year, 6, 1))
     except NotImplementedError:
         return False
@@ -149,6 +142,8 @@ class WorkCalendar:
         if d in self._extra_off:
             return False
         if _package_knows(d.year):
+            import chinese_calendar  # its tables load on the first working-time question
+
             return bool(chinese_calendar.is_workday(d))
         self._warn_fallback(d.year)
         return d.weekday() < 5

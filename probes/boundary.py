@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from probes.base import CheckResult, ProbeContext, Status, Stopwatch
-from probes.settings import scrub_secrets
+from probes.values import scrub_secrets
 
 __all__ = ["crash_text", "run_guarded"]
 

@@ -35,7 +35,7 @@ from probes.base import ProbeContext
 if TYPE_CHECKING:
     import paramiko
 
-    from probes.sshconn import SshSettings
+    from probes.sshconn_settings import SshSettings
 
 __all__ = [
     "AccessError",

@@ -15,16 +15,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import psutil
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from probes.base import CheckResult, Metric, ProbeContext, Status, Stopwatch, worst
 from probes.boundary import run_guarded
-from probes.settings import Duration, ProbeSettings
 from probes.thresholds import Threshold
 from probes.trend import days_until_full
+
+if TYPE_CHECKING:
+    from probes.host_settings import Settings
 
 CPU_FIRST_SAMPLE_S = 0.2
 
@@ -44,38 +45,6 @@ PSEUDO_FSTYPES: frozenset[str] = frozenset(
 # Errors that mean "nothing to measure here", not "the mount is broken": the mount vanished
 # between reading the mount table and the call, or it belongs to another user (FUSE).
 _IGNORED_ERRNOS = frozenset({errno.ENOENT, errno.EACCES, errno.EPERM, errno.ENOTDIR})
-
-
-class ProcessSpec(BaseModel):
-    """A process that must be running: `min` instances matching `match` (or named `name`)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str = Field(min_length=1, description="display name, also the metric name proc:<name>.count")
-    match: str | None = Field(
-        default=None, min_length=1, description="substring of the command line; default: exact process name"
-    )
-    min: int = Field(default=1, ge=0)
-
-
-class Settings(ProbeSettings):
-    processes: list[ProcessSpec] = []
-    include_mounts: list[str] = []
-    """Shell globs on mount points; empty = every real mount."""
-    exclude_mounts: list[str] = []
-    disk_timeout: Duration = 2.0
-    trend_min_span: Duration = 3600.0
-    """Minimum history span before days_to_full is reported."""
-
-    @model_validator(mode="after")
-    def _unique_process_names(self) -> Settings:
-        seen: set[str] = set()
-        for spec in self.processes:
-            if spec.name in seen:
-                # Two specs with one name would write the same metric twice.
-                raise ValueError(f"process name {spec.name!r} is listed twice")
-            seen.add(spec.name)
-        return self
 
 
 HISTORY_METRICS = ("disk:*.used_bytes",)

@@ -42,24 +42,33 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Literal
-from urllib.parse import quote_from_bytes, urljoin, urlsplit
-
-from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urljoin
 
 from probes.base import CheckResult, Metric, ProbeContext, Status, Stopwatch
 from probes.boundary import run_guarded
-from probes.settings import Duration, ProbeSettings, Regex, SecretError, SecretRef, scrub_secrets
+from probes.http_parse import (
+    BAD_HEADER_VALUE,
+    JsonAssertionMethods,
+    Target,
+    describe_ranges,
+    merge_ranges,
+    parse_json_path,
+    parse_status_spec,
+)
 from probes.tcp import describe_connect_error, fmt_ms, hostport, open_connection
 from probes.thresholds import Threshold
+from probes.values import SecretError, scrub_secrets
+
+if TYPE_CHECKING:
+    from probes.http_settings import JsonAssertion, Settings
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "MAX_REDIRECTS",
-    "BasicAuth",
-    "JsonAssertion",
+    "DeadlineSocket",
+    "JsonAssertionMethods",
     "Probe",
-    "Settings",
     "der_not_after",
     "parse_json_path",
     "parse_status_spec",
@@ -75,311 +84,7 @@ USER_AGENT = "HIS-Sentinel/0.1"
 _READ_CHUNK = 64 * 1024
 _EXCERPT_CHARS = 200
 _REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-_BAD_VALUE = re.compile(r"[\r\n\x00]")
-_UNSAFE_URL_CHARS = re.compile(r"[^\x21-\x7e]+")
 _CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9_.:\-]+)", re.IGNORECASE)
-_STATUS_SPEC = re.compile(r"^\s*(?:([1-5])xx|(\d{3})(?:\s*-\s*(\d{3}))?)\s*$", re.IGNORECASE)
-_PATH_STEP = re.compile(r"""\.([^.\[\]\s]+)|\[(-?\d+)\]|\['([^']*)'\]|\["([^"]*)"\]""")
-_SECRET_HEADERS_HINT = "e.g. Authorization: '${HIS_API_TOKEN}'"
-
-
-# --------------------------------------------------------------------------- settings
-
-
-def parse_status_spec(item: int | str) -> tuple[int, int]:
-    """200 -> (200, 200); '2xx' -> (200, 299); '200-204' -> (200, 204)."""
-    if isinstance(item, bool):
-        raise ValueError("expect_status entries are status codes like 200 or strings like '2xx'")
-    if isinstance(item, int):
-        lo = hi = item
-    else:
-        m = _STATUS_SPEC.match(item)
-        if m is None:
-            raise ValueError(f"invalid expect_status entry {item!r}: use 200, '2xx' or '200-204'")
-        if m.group(1):
-            lo = int(m.group(1)) * 100
-            hi = lo + 99
-        else:
-            lo = int(m.group(2))
-            hi = int(m.group(3) or m.group(2))
-    if not 100 <= lo <= hi <= 599:
-        raise ValueError(f"invalid expect_status entry {item!r}: status codes run from 100 to 599")
-    return lo, hi
-
-
-def _check_status_item(item: int | str) -> int | str:
-    parse_status_spec(item)
-    return item
-
-
-StatusSpec = Annotated[int | str, AfterValidator(_check_status_item)]
-"""200, '2xx' or '200-204'; checked per entry so an error points at the entry."""
-
-
-def _merge_ranges(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
-    out: list[tuple[int, int]] = []
-    for lo, hi in sorted(ranges):
-        if out and lo <= out[-1][1] + 1:
-            out[-1] = (out[-1][0], max(out[-1][1], hi))
-        else:
-            out.append((lo, hi))
-    return tuple(out)
-
-
-def _describe_ranges(ranges: tuple[tuple[int, int], ...]) -> str:
-    def one(lo: int, hi: int) -> str:
-        if lo == hi:
-            return str(lo)
-        if lo % 100 == 0 and hi == lo + 99:
-            return f"{lo // 100}xx"
-        return f"{lo}-{hi}"
-
-    return ", ".join(one(lo, hi) for lo, hi in ranges)
-
-
-def parse_json_path(path: str) -> tuple[str | int, ...]:
-    """'$.a.b[0].c' -> ('a', 'b', 0, 'c'); see the module docstring for the subset."""
-    if not path.startswith("$"):
-        raise ValueError(f"JSONPath {path!r} must start with '$'")
-    steps: list[str | int] = []
-    pos = 1
-    while pos < len(path):
-        m = _PATH_STEP.match(path, pos)
-        if m is None or m.group(1) == "*":
-            raise ValueError(
-                f"JSONPath {path!r}: unsupported syntax at position {pos}; "
-                "use $, .name, [index] or ['name'] (no wildcards, slices or filters)"
-            )
-        name, index, single, double = m.groups()
-        if index is not None:
-            steps.append(int(index))
-        else:
-            steps.append(next(s for s in (name, single, double) if s is not None))
-        pos = m.end()
-    return tuple(steps)
-
-
-def _ascii_host(host: str) -> str:
-    return host if host.isascii() else host.encode("idna").decode("ascii")
-
-
-@dataclass(frozen=True, slots=True)
-class _Target:
-    """One URL split into what a request needs."""
-
-    url: str
-    tls: bool
-    host: str
-    port: int
-    path: str
-    """Request target: path and query, percent-encoded."""
-    netloc: str
-    """Default Host header."""
-
-    @property
-    def origin(self) -> tuple[bool, str, int]:
-        return self.tls, self.host, self.port
-
-    @classmethod
-    def parse(cls, url: str, encoding: str = "utf-8") -> _Target:
-        """Raises ValueError with a message fit for a configuration error."""
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme not in ("http", "https"):
-            raise ValueError(f"URL scheme must be http or https, not {scheme or 'missing'!r}")
-        if "@" in parts.netloc:
-            raise ValueError("credentials in the URL are not allowed; use basic_auth with a secret reference")
-        host = parts.hostname
-        if not host:
-            raise ValueError("URL has no host")
-        try:
-            explicit_port = parts.port
-        except ValueError:
-            raise ValueError("URL has an invalid port") from None
-        tls = scheme == "https"
-        default_port = 443 if tls else 80
-        port = explicit_port or default_port
-        try:
-            ascii_host = _ascii_host(host)
-        except UnicodeError:
-            raise ValueError(f"host {host!r} is not a valid domain name") from None
-        shown = f"[{ascii_host}]" if ":" in ascii_host else ascii_host
-        netloc = shown if port == default_port else f"{shown}:{port}"
-        path = parts.path or "/"
-        if parts.query:
-            path = f"{path}?{parts.query}"
-        # Encode what http.client would reject (spaces, non-ASCII) instead of failing the run.
-        path = _UNSAFE_URL_CHARS.sub(lambda m: quote_from_bytes(m.group().encode(encoding, "replace")), path)
-        return cls(url, tls, host, port, path, netloc)
-
-
-def _check_header_name(name: str) -> str:
-    if not _TOKEN.match(name):
-        raise ValueError(f"invalid header name {name!r}")
-    return name
-
-
-def _check_header_value(name: str, value: str) -> str:
-    if _BAD_VALUE.search(value):
-        raise ValueError(f"header {name}: value must not contain line breaks or NUL")
-    try:
-        value.encode("latin-1")
-    except UnicodeEncodeError:
-        raise ValueError(f"header {name}: HTTP header values must be ASCII (or latin-1)") from None
-    return value
-
-
-class BasicAuth(ProbeSettings):
-    model_config = ConfigDict(hide_input_in_errors=True)
-
-    username: str = Field(min_length=1)
-    password: SecretRef
-
-    @field_validator("username")
-    @classmethod
-    def _check_username(cls, v: str) -> str:
-        if ":" in v or _BAD_VALUE.search(v):
-            raise ValueError("username must not contain ':' or line breaks")
-        return v
-
-
-class JsonAssertion(ProbeSettings):
-    """`equals` is compared only when it is written in the configuration (null included)."""
-
-    path: str
-    equals: Any = None
-    exists: bool = True
-
-    @field_validator("path")
-    @classmethod
-    def _check_path(cls, v: str) -> str:
-        parse_json_path(v)
-        return v
-
-    @model_validator(mode="after")
-    def _check_combination(self) -> JsonAssertion:
-        if not self.exists and "equals" in self.model_fields_set:
-            raise ValueError("equals cannot be combined with exists: false")
-        return self
-
-    @property
-    def compares(self) -> bool:
-        return "equals" in self.model_fields_set
-
-
-class Settings(ProbeSettings):
-    # Inline secrets are rejected by SecretRef; this keeps pydantic from echoing them back.
-    model_config = ConfigDict(hide_input_in_errors=True)
-
-    url: str
-    method: Literal["GET", "HEAD", "POST", "PUT", "OPTIONS"] = "GET"
-    headers: dict[str, str] = {}
-    secret_headers: dict[str, SecretRef] = {}
-    """Header values read from ${ENV} or file: references at run time, e.g. Authorization."""
-    basic_auth: BasicAuth | None = None
-    body: str | None = None
-    """Request body sent as UTF-8 (SOAP envelope, JSON); needs method POST or PUT."""
-    content_type: str | None = None
-    expect_status: tuple[StatusSpec, ...] = ("2xx", "3xx")
-    keyword: str | None = Field(None, min_length=1)
-    keyword_absent: str | None = Field(None, min_length=1)
-    regex: Regex | None = None
-    json_assertions: tuple[JsonAssertion, ...] = ()
-    latency_warn: Duration | None = None
-    latency_crit: Duration | None = None
-    verify_tls: bool = True
-    ca_bundle: str | None = None
-    """Absolute path of a PEM file with the CA certificates to trust instead of the system's."""
-    cert_expiry_warn_days: int = Field(30, ge=0)
-    cert_expiry_crit_days: int = Field(7, ge=0)
-    follow_redirects: bool = False
-    max_body_bytes: int = Field(1 << 20, ge=1, le=64 << 20)
-    host_header: str | None = None
-
-    @field_validator("method", mode="before")
-    @classmethod
-    def _upper_method(cls, v: Any) -> Any:
-        return v.upper() if isinstance(v, str) else v
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, v: str) -> str:
-        if v != v.strip() or any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in v):
-            raise ValueError("URL must not contain spaces or control characters (percent-encode them)")
-        _Target.parse(v)
-        return v
-
-    @field_validator("headers")
-    @classmethod
-    def _check_headers(cls, v: dict[str, str]) -> dict[str, str]:
-        for name, value in v.items():
-            _check_header_value(_check_header_name(name), value)
-            if name.lower() in ("authorization", "proxy-authorization") and value.strip():
-                # Plain headers end up in the configuration file, the report and the database.
-                raise ValueError(f"put {name} in secret_headers ({_SECRET_HEADERS_HINT})")
-        return v
-
-    @field_validator("secret_headers")
-    @classmethod
-    def _check_secret_headers(cls, v: dict[str, Any]) -> dict[str, Any]:
-        for name in v:
-            _check_header_name(name)
-        return v
-
-    @field_validator("content_type", "host_header")
-    @classmethod
-    def _check_single_value(cls, v: str | None) -> str | None:
-        if v is not None:
-            if not v.strip():
-                raise ValueError("must not be empty")
-            _check_header_value("value", v)
-        return v
-
-    @field_validator("expect_status")
-    @classmethod
-    def _check_status(cls, v: tuple[int | str, ...]) -> tuple[int | str, ...]:
-        if not v:
-            raise ValueError("expect_status must list at least one status")
-        return v
-
-    @field_validator("ca_bundle")
-    @classmethod
-    def _check_ca_bundle(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith("/") and not re.match(r"^[A-Za-z]:[\\/]", v):
-            raise ValueError("ca_bundle must be an absolute path")
-        return v
-
-    @model_validator(mode="after")
-    def _check_combinations(self) -> Settings:
-        lower = {n.lower() for n in self.headers}
-        for name in self.secret_headers:
-            if name.lower() in lower:
-                raise ValueError(f"header {name} is set in both headers and secret_headers")
-        secret_lower = {n.lower() for n in self.secret_headers}
-        if self.basic_auth is not None and "authorization" in lower | secret_lower:
-            raise ValueError("basic_auth and an Authorization header cannot be combined")
-        if self.host_header is not None and "host" in lower | secret_lower:
-            raise ValueError("set the Host header either with host_header or in headers, not both")
-        if self.content_type is not None and "content-type" in lower | secret_lower:
-            raise ValueError("set Content-Type either with content_type or in headers, not both")
-        if self.body is not None and self.method not in ("POST", "PUT"):
-            raise ValueError(f"a request body needs method POST or PUT (method is {self.method})")
-        if self.content_type is not None and self.body is None:
-            raise ValueError("content_type is only used together with body")
-        if self.method == "HEAD" and (
-            self.keyword or self.keyword_absent or self.regex or self.json_assertions
-        ):
-            raise ValueError(
-                "HEAD responses have no body: keyword, regex and json_assertions need GET or POST"
-            )
-        if not self.verify_tls and self.ca_bundle is not None:
-            raise ValueError("ca_bundle has no effect with verify_tls: false")
-        if self.latency_warn and self.latency_crit and self.latency_warn > self.latency_crit:
-            raise ValueError("latency_warn must not be greater than latency_crit")
-        if self.cert_expiry_crit_days > self.cert_expiry_warn_days:
-            raise ValueError("cert_expiry_crit_days must not be greater than cert_expiry_warn_days")
-        return self
 
 
 # --------------------------------------------------------------------------- TLS
@@ -616,7 +321,7 @@ class Probe:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         s = settings
-        self._target = _Target.parse(s.url)
+        self._target = Target.parse(s.url)
         # Header order and case as sent; later entries replace earlier ones case-insensitively.
         merged: dict[str, tuple[str, str]] = {}
         for name, value in (
@@ -632,8 +337,8 @@ class Probe:
             merged.pop(name.lower(), None)
         self._headers: dict[str, str] = dict(merged.values())
         self._body = s.body.encode("utf-8") if s.body is not None else None
-        self._ranges = _merge_ranges([parse_status_spec(x) for x in s.expect_status])
-        self._expected = _describe_ranges(self._ranges)
+        self._ranges = merge_ranges([parse_status_spec(x) for x in s.expect_status])
+        self._expected = describe_ranges(self._ranges)
         self._regex = re.compile(s.regex) if s.regex is not None else None
         self._json = tuple((a, parse_json_path(a.path)) for a in s.json_assertions)
         self._needs_text = bool(s.keyword or s.keyword_absent or self._regex or self._json)
@@ -687,7 +392,7 @@ class Probe:
                 details["final_url"] = target.url
                 return sw.result(Status.CRIT, f"more than {MAX_REDIRECTS} redirects", details=details)
             try:
-                nxt = _Target.parse(urljoin(target.url, reply.location), "latin-1")
+                nxt = Target.parse(urljoin(target.url, reply.location), "latin-1")
             except ValueError as exc:
                 summary = f"HTTP {reply.status} redirect to an unusable location: {exc}"
                 return sw.result(Status.CRIT, scrub_secrets(summary, secrets), details=details)
@@ -714,7 +419,7 @@ class Probe:
         for name, ref in s.secret_headers.items():
             value = ref.reveal()
             secrets.append(value)
-            if _BAD_VALUE.search(value) or not value.isascii():
+            if BAD_HEADER_VALUE.search(value) or not value.isascii():
                 raise ValueError(f"secret for header {name} contains line breaks or non-ASCII characters")
             out[name] = value
         if s.basic_auth is not None:
@@ -738,7 +443,7 @@ class Probe:
 
     def _exchange(
         self,
-        target: _Target,
+        target: Target,
         method: str,
         headers: dict[str, str],
         body: bytes | None,

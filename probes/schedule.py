@@ -17,13 +17,11 @@ import calendar
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta, tzinfo
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BeforeValidator, PlainSerializer
+from probes.values import parse_duration
 
-from probes.settings import parse_duration
-
-__all__ = ["Expectation", "Schedule", "Verdict"]
+__all__ = ["Expectation", "Verdict"]
 
 _WEEKDAYS = {
     "mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6,
@@ -147,6 +145,3 @@ class Expectation:
         last = calendar.monthrange(year, month)[1]
         return local.replace(year=year, month=month, day=min(self.day, last))
 
-
-Schedule = Annotated[Expectation, BeforeValidator(Expectation.parse), PlainSerializer(str)]
-"""A schedule in settings: 'daily 04:00', 'weekly sun 02:00', 'monthly 1 03:00', 'every 15m'."""

@@ -31,20 +31,21 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import psutil
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from probes.base import CheckResult, Metric, ProbeContext, Status, Stopwatch, worst
 from probes.boundary import run_guarded
-from probes.settings import ProbeSettings, Regex
+from probes.plain import Methods
 from probes.thresholds import Threshold
 
-__all__ = ["DEFAULT_THRESHOLDS", "ProcessRule", "Probe", "Settings"]
+if TYPE_CHECKING:
+    from probes.service_settings import ProcessRule, Settings
+
+__all__ = ["DEFAULT_THRESHOLDS", "ProcessRuleMethods", "Probe", "count_restarts"]
 
 # The probe judges counts, states and restarts itself; rss/cpu rules are opt-in per check.
 DEFAULT_THRESHOLDS: dict[str, Threshold] = {}
@@ -55,74 +56,20 @@ SAME_START_S = 1.0
 """Start times of one process read at different moments can differ by rounding of the boot time."""
 
 _WINDOWS = os.name == "nt"
-_LABEL = re.compile(r"^[^\s]+$")
-
-StatusName = Literal["OK", "WARN", "CRIT"]
 
 
-class ProcessRule(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class ProcessRuleMethods(Methods):
+    """Run-time behaviour of `probes.service_settings.ProcessRule` (also on its plain form)."""
 
-    name: str = Field(min_length=1)
-    """Exact process name (java, sqlservr.exe) or a regular expression matching the whole name."""
-    cmdline: Regex | None = None
-    """Searched in the command line joined by spaces, e.g. 'his-server\\.jar'."""
-    user: str | None = None
-    min_count: int = Field(default=1, ge=0)
-    max_count: int | None = Field(default=None, ge=1)
-    label: str | None = None
-    """Name in metrics and messages; default: `name`."""
-    on_restart: StatusName = "WARN"
-
-    @field_validator("label")
-    @classmethod
-    def _check_label(cls, v: str | None) -> str | None:
-        if v is not None and not _LABEL.match(v):
-            raise ValueError("label must not be empty or contain spaces")
-        return v
-
-    @model_validator(mode="after")
-    def _check_counts(self) -> ProcessRule:
-        if self.max_count is not None and self.max_count < self.min_count:
-            raise ValueError(f"max_count ({self.max_count}) is below min_count ({self.min_count})")
-        if self.label is None and not _LABEL.match(self.name):
-            raise ValueError("a name with spaces needs a label (used in metric names)")
-        return self
+    if TYPE_CHECKING:
+        # Declared for type checkers only: as real annotations they would reorder the model's fields.
+        name: str
+        label: str | None
 
     @property
     def key(self) -> str:
+        """Name in metrics, messages and the memory between runs."""
         return self.label or self.name
-
-
-class Settings(ProbeSettings):
-    processes: list[ProcessRule] = []
-    windows_services: list[str] = []
-    """Windows service names (Windows only), e.g. MSSQLSERVER, OracleServiceORCL."""
-    on_service_restart: StatusName = "WARN"
-
-    @field_validator("windows_services")
-    @classmethod
-    def _check_services(cls, v: list[str]) -> list[str]:
-        seen: set[str] = set()
-        for name in v:
-            if not name.strip() or not _LABEL.match(name):
-                raise ValueError(
-                    f"invalid Windows service name {name!r} (use the service name, not the display name)"
-                )
-            if name.lower() in seen:
-                raise ValueError(f"Windows service {name!r} is listed twice")
-            seen.add(name.lower())
-        return v
-
-    @model_validator(mode="after")
-    def _check_rules(self) -> Settings:
-        if not self.processes and not self.windows_services:
-            raise ValueError("list at least one entry in processes or windows_services")
-        # Two rules with one label would write the same metrics twice.
-        twice = [key for key, n in Counter(r.key for r in self.processes).items() if n > 1]
-        if twice:
-            raise ValueError(f"process {twice[0]!r} is listed twice; give one of them a label")
-        return self
 
 
 # ------------------------------------------------------------------ matching processes

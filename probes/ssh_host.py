@@ -22,18 +22,19 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar
-
-from pydantic import Field
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from probes import host
 from probes.base import CheckResult, Metric, ProbeContext, Status, Stopwatch, worst
 from probes.boundary import crash_text
-from probes.host import Mount, ProcessSpec, select_mounts
-from probes.settings import Duration
-from probes.sshconn import CommandResult, SshError, SshSettings, ssh_session
+from probes.host import Mount, select_mounts
+from probes.sshconn import CommandResult, SshError, ssh_session
 from probes.thresholds import Threshold
 from probes.trend import days_until_full
+
+if TYPE_CHECKING:
+    from probes.host_settings import ProcessSpec
+    from probes.ssh_host_settings import Settings
 
 HISTORY_METRICS = host.HISTORY_METRICS
 
@@ -45,12 +46,6 @@ DEFAULT_THRESHOLDS: dict[str, Threshold] = {
 _MARK = "@@"
 _OUTPUT_LIMIT = 4 << 20
 """A host with many mounts and processes prints a few hundred KiB at most."""
-
-
-class Settings(host.Settings):
-    ssh: SshSettings
-    cpu_sample: Duration = Field(0.5, le=5.0)
-    """Seconds between the two /proc/stat reads."""
 
 
 # --- the remote script ---------------------------------------------------------------------------

@@ -27,21 +27,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
 from probes.base import ProbeContext, Status
-from probes.settings import Duration, SecretError, SecretRef
+from probes.plain import Methods
 from probes.tcp import hostport, open_connection
+from probes.values import SecretError
 
 if TYPE_CHECKING:
     import paramiko
+
+    from probes.sshconn_settings import SshSettings
 
 __all__ = [
     "CommandResult",
     "SshError",
     "SshPool",
     "SshSession",
-    "SshSettings",
+    "SshSettingsMethods",
     "fetch_host_key",
     "fingerprint",
     "known_hosts_name",
@@ -52,38 +53,14 @@ DEFAULT_KNOWN_HOSTS = "var/ssh_known_hosts"
 _READ_CHUNK = 65536
 
 
-class SshSettings(BaseModel):
-    """Where and how to log in; nested under `ssh:` in a check's settings."""
+class SshSettingsMethods(Methods):
+    """Run-time behaviour of `probes.sshconn_settings.SshSettings` (also on its plain form)."""
 
-    model_config = ConfigDict(
-        frozen=True, extra="forbid", arbitrary_types_allowed=True, hide_input_in_errors=True
-    )
-
-    address: str = Field(min_length=1, max_length=253)
-    port: int = Field(22, ge=1, le=65535)
-    user: str = Field(min_length=1, max_length=64)
-    password: SecretRef | None = None
-    key_file: str | None = None
-    key_passphrase: SecretRef | None = None
-    known_hosts: str = DEFAULT_KNOWN_HOSTS
-    """Relative paths are relative to the agent's working directory, like the store."""
-    connect_timeout: Duration = 5.0
-    """Bound of each step: TCP connect, banner + key exchange, authentication."""
-
-    @field_validator("address")
-    @classmethod
-    def _check_address(cls, v: str) -> str:
-        if any(c.isspace() for c in v) or "/" in v or "@" in v:
-            raise ValueError("address must be a host name or IP address, without user@, path or spaces")
-        return v.strip("[]")
-
-    @model_validator(mode="after")
-    def _check_auth(self) -> SshSettings:
-        if self.password is None and self.key_file is None:
-            raise ValueError("set password (a secret reference) or key_file, or both")
-        if self.key_passphrase is not None and self.key_file is None:
-            raise ValueError("key_passphrase needs key_file")
-        return self
+    if TYPE_CHECKING:
+        # For type checkers only: annotations on a mixin would become fields of the model.
+        address: str
+        port: int
+        user: str
 
     @property
     def where(self) -> str:

@@ -22,19 +22,19 @@ import codecs
 import re
 import socket
 import time
-from typing import Any, ClassVar
-
-from pydantic import Field, field_validator, model_validator
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from probes.base import CheckResult, Metric, ProbeContext, Status, Stopwatch
 from probes.boundary import run_guarded
-from probes.settings import Duration, ProbeSettings, Regex
 from probes.thresholds import Threshold
+
+if TYPE_CHECKING:
+    from probes.tcp_settings import Settings
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
+    "MAX_REPLY_BYTES",
     "Probe",
-    "Settings",
     "decode_escapes",
     "describe_connect_error",
     "fmt_ms",
@@ -47,7 +47,6 @@ DEFAULT_THRESHOLDS: dict[str, Threshold] = {}
 
 MAX_REPLY_BYTES = 64 * 1024
 _EXCERPT_BYTES = 200
-_HOST = re.compile(r"^[^\s/@]+$")
 
 
 def decode_escapes(text: str) -> bytes:
@@ -123,48 +122,6 @@ def _parse_hex(value: str) -> bytes:
 def _excerpt(data: bytes) -> str:
     # repr-style escapes keep control bytes (MLLP framing) visible and the text one line.
     return repr(bytes(data[:_EXCERPT_BYTES]))[2:-1]
-
-
-class Settings(ProbeSettings):
-    host: str = Field(min_length=1, max_length=253)
-    port: int = Field(ge=1, le=65535)
-    send: str | None = None
-    send_hex: str | None = None
-    expect: str | None = None
-    expect_regex: Regex | None = None
-    latency_warn: Duration | None = None
-    latency_crit: Duration | None = None
-
-    @field_validator("host")
-    @classmethod
-    def _check_host(cls, v: str) -> str:
-        if not _HOST.match(v):
-            raise ValueError("host must be a host name or IP address, without scheme, path or spaces")
-        return v.strip("[]")
-
-    @field_validator("send", "expect")
-    @classmethod
-    def _check_escapes(cls, v: str | None) -> str | None:
-        if v is not None and not decode_escapes(v):
-            raise ValueError("must not be empty")
-        return v
-
-    @field_validator("send_hex")
-    @classmethod
-    def _check_hex(cls, v: str | None) -> str | None:
-        if v is not None and not _parse_hex(v):
-            raise ValueError("send_hex must not be empty")
-        return v
-
-    @model_validator(mode="after")
-    def _check_combinations(self) -> Settings:
-        if self.send is not None and self.send_hex is not None:
-            raise ValueError("set either send or send_hex, not both")
-        if self.expect is not None and self.expect_regex is not None:
-            raise ValueError("set either expect or expect_regex, not both")
-        if self.latency_warn and self.latency_crit and self.latency_warn > self.latency_crit:
-            raise ValueError("latency_warn must not be greater than latency_crit")
-        return self
 
 
 class Probe:

@@ -14,7 +14,9 @@ from typing import TextIO
 
 from agent import cli_ssh
 from probes.base import ProbeContext
-from probes.sshconn import SshError, SshSettings, ssh_session
+from probes.plain import to_plain
+from probes.sshconn import SshError, ssh_session
+from probes.sshconn_settings import SshSettings
 from tests.conftest import free_port
 from tests.sshd import Sshd, running_sshd, sshd_fixture  # noqa: F401
 
@@ -45,12 +47,14 @@ def tty_answering(answer: str) -> Iterator[TextIO]:
 
 
 def can_log_in(server: Sshd, known_hosts: Path) -> bool:
-    st = SshSettings(
-        address="127.0.0.1",
-        port=server.port,
-        user=server.user,
-        password=server.password_ref,
-        known_hosts=str(known_hosts),
+    st = to_plain(
+        SshSettings(
+            address="127.0.0.1",
+            port=server.port,
+            user=server.user,
+            password=server.password_ref,
+            known_hosts=str(known_hosts),
+        )
     )
     with ssh_session(st, ProbeContext("t", 5.0), time.monotonic() + 5) as s:
         return s.run("true", 3.0).exit_code == 0

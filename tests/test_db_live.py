@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 
 from probes.base import ProbeContext, Status
-from probes.db import mssql, oracle
+from probes.db import mssql, mssql_settings, oracle, oracle_settings
+from probes.plain import to_plain
 
 _DSN = re.compile(r"^(?P<user>[^@]+)@(?P<host>[^:/]+)(?::(?P<port>\d+))?(?:/(?P<target>.+))?$")
 
@@ -51,8 +52,8 @@ def test_oracle_live() -> None:
     cfg = _parse("SENTINEL_TEST_ORACLE_DSN", "SENTINEL_TEST_ORACLE_PASSWORD")
     target = cfg.pop("target")
     assert target, "SENTINEL_TEST_ORACLE_DSN needs /service_name"
-    settings = oracle.Settings.model_validate({**cfg, "service_name": target})
-    result = oracle.Probe(settings).run(ProbeContext("oracle-live", 30.0))
+    settings = oracle_settings.Settings.model_validate({**cfg, "service_name": target})
+    result = oracle.Probe(to_plain(settings)).run(ProbeContext("oracle-live", 30.0))
     _assert_healthy_run(result)
     assert "tablespace_space" in result.details["facts"]
 
@@ -60,8 +61,8 @@ def test_oracle_live() -> None:
 def test_mssql_live() -> None:
     cfg = _parse("SENTINEL_TEST_MSSQL_DSN", "SENTINEL_TEST_MSSQL_PASSWORD")
     target = cfg.pop("target")
-    settings = mssql.Settings.model_validate({**cfg, **({"database": target} if target else {})})
-    result = mssql.Probe(settings).run(ProbeContext("mssql-live", 30.0))
+    settings = mssql_settings.Settings.model_validate({**cfg, **({"database": target} if target else {})})
+    result = mssql.Probe(to_plain(settings)).run(ProbeContext("mssql-live", 30.0))
     _assert_healthy_run(result)
     assert "backups" in result.details["facts"] and "database_space" in result.details["facts"]
 
@@ -74,7 +75,9 @@ def test_wrong_password_is_rejected_and_never_shown(engine: str, monkeypatch: py
     monkeypatch.setenv("SENTINEL_TEST_WRONG_PW", "Not-The-Pw-8731")
     cfg["password"] = "${SENTINEL_TEST_WRONG_PW}"
     module: Any = oracle if engine == "oracle" else mssql
+    model: Any = oracle_settings.Settings if engine == "oracle" else mssql_settings.Settings
     extra = {"service_name": target} if engine == "oracle" else ({"database": target} if target else {})
-    result = module.Probe(module.Settings.model_validate({**cfg, **extra})).run(ProbeContext("live", 20.0))
+    settings = to_plain(model.model_validate({**cfg, **extra}))
+    result = module.Probe(settings).run(ProbeContext("live", 20.0))
     assert result.status is Status.CRIT and "无法登录" in result.summary
     assert "Not-The-Pw-8731" not in repr(result)

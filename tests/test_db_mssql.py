@@ -12,7 +12,9 @@ import pytest
 from probes.base import ProbeContext, Status
 from probes.db import mssql_items as mi
 from probes.db.engine import run_engine
-from probes.db.mssql import Probe, Settings, classify, describe_login_error, items_for
+from probes.db.mssql import Probe, classify, describe_login_error, items_for
+from probes.db.mssql_settings import Settings
+from probes.plain import to_plain
 from probes.thresholds import Threshold
 from tests.dbvendor import NOW, Replay, evaluate, expect, texts
 from tests.servers import silent_tcp_server
@@ -458,7 +460,7 @@ def test_silent_server_returns_within_the_login_timeout(monkeypatch: pytest.Monk
             }
         )
         t0 = time.monotonic()
-        result = Probe(settings).run(ProbeContext("mssql", 4.0))
+        result = Probe(to_plain(settings)).run(ProbeContext("mssql", 4.0))
         elapsed = time.monotonic() - t0
     assert elapsed < 2.5
     assert result.status is Status.CRIT and "登录超时" in result.summary

@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import time
 from datetime import timedelta
+from typing import Any
 
 import oracledb
 import pytest
@@ -15,7 +16,9 @@ from pydantic import ValidationError
 from probes.base import ProbeContext, Status
 from probes.db import oracle_items as oi
 from probes.db.engine import run_engine
-from probes.db.oracle import Probe, Settings, classify, describe_login_error, items_for, parse_version
+from probes.db.oracle import Probe, classify, describe_login_error, items_for, parse_version
+from probes.db.oracle_settings import Settings
+from probes.plain import to_plain
 from probes.thresholds import Threshold
 from tests.dbvendor import NOW, Replay, evaluate, expect, texts
 from tests.servers import silent_tcp_server
@@ -466,8 +469,9 @@ def test_freshness_uses_the_server_clock_not_the_agent_clock() -> None:
 # ----------------------------------------------------------------------------- the driver
 
 
-def _settings(port: int, **kw: object) -> Settings:
-    return Settings.model_validate(
+def _settings(port: int, **kw: object) -> Any:
+    """What the daemon hands the probe: validated settings in their plain form."""
+    model = Settings.model_validate(
         {
             "host": "127.0.0.1",
             "port": port,
@@ -477,6 +481,7 @@ def _settings(port: int, **kw: object) -> Settings:
             **kw,
         }
     )
+    return to_plain(model)
 
 
 def test_silent_server_returns_within_the_login_timeout(monkeypatch: pytest.MonkeyPatch) -> None:

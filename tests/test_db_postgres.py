@@ -18,7 +18,9 @@ from probes import registry
 from probes.base import CheckResult, ProbeContext, Status
 from probes.db.items import ItemContext
 from probes.db.pg_items import ITEMS, eval_archiver, eval_autovacuum, eval_replication
-from probes.db.postgres import Probe, Settings, connect
+from probes.db.postgres import Probe, connect
+from probes.db.postgres_settings import Settings
+from probes.plain import to_plain
 from probes.thresholds import Threshold
 from tests.conftest import FakeClock, need, wait_until
 from tests.dbfixtures import (
@@ -71,7 +73,7 @@ def run(
     base: dict[str, Any] = {"host": "127.0.0.1", "port": PORT, "user": "postgres", "sslmode": "disable"}
     base.update(settings)
     ctx = ProbeContext("pg", timeout, history=history or {}, memory=memory or {})
-    return Probe(Settings.model_validate(base)).run(ctx)
+    return Probe(to_plain(Settings.model_validate(base))).run(ctx)
 
 
 def sessions_of(admin: Any, user: str) -> int:
@@ -104,7 +106,7 @@ def test_registry_kind_and_healthy_server_runs_every_item(admin: Any) -> None:
 def test_session_is_read_only_and_statement_timeout_applies(admin: Any) -> None:
     import time as _time
 
-    settings = Settings(host="127.0.0.1", port=PORT, user="postgres", sslmode="disable")
+    settings = to_plain(Settings(host="127.0.0.1", port=PORT, user="postgres", sslmode="disable"))
     conn = connect(settings, None, 5, _time.monotonic() + 10)
     try:
         with pytest.raises(Exception, match="read-only transaction"):
@@ -119,7 +121,7 @@ def test_session_is_read_only_and_statement_timeout_applies(admin: Any) -> None:
 
 
 def test_deadline_guard_cuts_a_session_that_outlives_the_probe(admin: Any) -> None:
-    settings = Settings(host="127.0.0.1", port=PORT, user="postgres", sslmode="disable")
+    settings = to_plain(Settings(host="127.0.0.1", port=PORT, user="postgres", sslmode="disable"))
     conn = connect(settings, None, 5, time.monotonic() + 0.5)
     try:
         t0 = time.monotonic()
@@ -360,7 +362,7 @@ def test_archiver_judges_log_backup_expectations() -> None:
 
     from probes.db.settings import BackupExpectation
 
-    exp = BackupExpectation.model_validate({"type": "log", "schedule": "every 15m", "grace": "5m"})
+    exp = to_plain(BackupExpectation.model_validate({"type": "log", "schedule": "every 15m", "grace": "5m"}))
     ctx = ictx(backups=[exp])
     row = {"archive_mode": "on", "last_archived_time": ctx.now - timedelta(minutes=40), "failed_count": 0}
     out = eval_archiver({"archiver": [row]}, ctx)
@@ -458,6 +460,7 @@ def test_tls_is_verified_by_default_and_never_silently_dropped() -> None:
     # The local server has no TLS: with the default the login fails and says why, rather
     # than falling back to plaintext (libpq's "prefer") without anyone deciding so.
     assert Settings(host="h", user="u").sslmode == "verify-full"
-    result = Probe(Settings(host="127.0.0.1", port=PORT, user="postgres")).run(ProbeContext("pg", 8.0))
+    settings = to_plain(Settings(host="127.0.0.1", port=PORT, user="postgres"))
+    result = Probe(settings).run(ProbeContext("pg", 8.0))
     assert result.status is Status.CRIT
     assert "SSL" in result.summary or "ssl" in result.summary

@@ -19,7 +19,7 @@ from agent import faults as F
 from agent import maintdb
 from agent.config import ForceMajeure
 from agent.evidence_verify_standalone import canonical, genesis, link
-from agent.maintenance import WindowSpec
+from agent.maintenance_spec import WindowSpec
 from agent.state import CheckState
 from agent.store import Store
 from probes.base import CheckResult, Metric, Status

@@ -17,7 +17,9 @@ import pytest
 
 from probes.base import ProbeContext, Status
 from probes.fileaccess import AccessError, FileAccess, LocalAccess, SftpAccess, open_access
-from probes.sshconn import SshPool, SshSettings
+from probes.plain import to_plain
+from probes.sshconn import SshPool
+from probes.sshconn_settings import SshSettings
 from tests.sshd import WRONG_PASSWORD, Sshd, running_sshd
 from tests.test_probe_backup_files import at, backup, history
 from tests.test_probe_backup_files import run as run_backup
@@ -65,7 +67,7 @@ def test_sftp_access_answers_like_local_access(remote_dir: Path, ssh: dict[str, 
     os.utime(remote_dir / "a.log", (1_700_000_000, 1_700_000_000))
     local = LocalAccess()
     ctx = ProbeContext("t", 5.0)
-    with open_access(SshSettings.model_validate(ssh), ctx, time.monotonic() + 5) as remote:
+    with open_access(to_plain(SshSettings.model_validate(ssh)), ctx, time.monotonic() + 5) as remote:
         assert isinstance(remote, SftpAccess)
         assert remote.where == f"{ssh['user']}@127.0.0.1:{ssh['port']}"
         for pattern in ("*.log", "*/*.log", "a.log", "none.log", "sub"):
@@ -93,7 +95,8 @@ def test_sftp_access_answers_like_local_access(remote_dir: Path, ssh: dict[str, 
 
 def test_sftp_access_stops_at_its_deadline(remote_dir: Path, ssh: dict[str, Any]) -> None:
     (remote_dir / "a.log").write_text("x\n")
-    with open_access(SshSettings.model_validate(ssh), ProbeContext("t", 5.0), time.monotonic() + 5) as remote:
+    settings = to_plain(SshSettings.model_validate(ssh))
+    with open_access(settings, ProbeContext("t", 5.0), time.monotonic() + 5) as remote:
         assert isinstance(remote, SftpAccess)
         remote.deadline = time.monotonic() - 1
         with pytest.raises(AccessError):

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from agent import maintenance as m
-from agent.maintenance import MaintenanceSchedule, TooManyOccurrences, Window, WindowSpec, occurrences
+from agent.maintenance import MaintenanceSchedule, TooManyOccurrences, Window, occurrences
+from agent.maintenance_spec import WindowSpec
 
 SH = ZoneInfo("Asia/Shanghai")
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -163,9 +164,11 @@ def test_cron_day_of_week_uses_crontab_numbering(dow: str, expected: list[str]) 
 
 def test_cron_is_parsed_once_per_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
     sched = MaintenanceSchedule([spec(cron="0 22 * * 1-5", duration="3h")], SH)
+    from apscheduler.triggers.cron import CronTrigger
+
     calls = []
-    real = m.CronTrigger.from_crontab
-    monkeypatch.setattr(m.CronTrigger, "from_crontab", lambda *a, **k: calls.append(a) or real(*a, **k))
+    real = CronTrigger.from_crontab
+    monkeypatch.setattr(CronTrigger, "from_crontab", lambda *a, **k: calls.append(a) or real(*a, **k))
     t = local(SH, 2025, 6, 3, 23)
     for i in range(1000):
         assert sched.active(t + i * 1000, "HIS", "c") is not None

@@ -14,8 +14,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from probes.backup_files import Probe, Settings, parse_checksum_file
+from probes.backup_files import Probe, parse_checksum_file
+from probes.backup_files_settings import Settings
 from probes.base import CheckResult, ProbeContext, Status
+from probes.plain import to_plain
 from tests.conftest import FakeClock
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -57,7 +59,7 @@ def run(
         "schedule": "daily 03:00",
     }
     bset.update(set_options)
-    probe = Probe(Settings.model_validate({"sets": [bset], "ssh": ssh}))
+    probe = Probe(to_plain(Settings.model_validate({"sets": [bset], "ssh": ssh})))
     clock = FakeClock(now.timestamp())
     ctx = ProbeContext("backup", timeout, clock=clock, tz=SHANGHAI, memory=memory or {})
     return probe.run(ctx)
@@ -306,16 +308,15 @@ def test_several_sets_worst_status_and_per_set_facts(tmp_path: Path) -> None:
     arch.mkdir()
     backup(full, "his_1.dmp", 100, at(0, "02:00"))
     backup(arch, "arch_1.log", 100, at(0, "07:00"))
-    probe = Probe(
-        Settings.model_validate(
-            {
-                "sets": [
-                    {"name": "full", "directory": str(full), "pattern": "*.dmp", "schedule": "daily 03:00"},
-                    {"name": "arch", "directory": str(arch), "pattern": "*.log", "schedule": "every 1h"},
-                ]
-            }
-        )
+    settings = Settings.model_validate(
+        {
+            "sets": [
+                {"name": "full", "directory": str(full), "pattern": "*.dmp", "schedule": "daily 03:00"},
+                {"name": "arch", "directory": str(arch), "pattern": "*.log", "schedule": "every 1h"},
+            ]
+        }
     )
+    probe = Probe(to_plain(settings))
     ctx = ProbeContext("b", 5.0, clock=FakeClock(NOW.timestamp()), tz=SHANGHAI)
     result = probe.run(ctx)
     assert result.status is Status.CRIT  # the archive-log set is 2 h old against 'every 1h'

@@ -19,7 +19,9 @@ from pydantic import ValidationError
 
 from probes import registry
 from probes.base import CheckResult, ProbeContext, Status
-from probes.host import DEFAULT_THRESHOLDS, Probe, ProcessSpec, Settings, select_mounts
+from probes.host import DEFAULT_THRESHOLDS, Probe, select_mounts
+from probes.host_settings import ProcessSpec, Settings
+from probes.plain import to_plain
 from probes.thresholds import apply_thresholds
 
 GIB = 1 << 30
@@ -178,7 +180,8 @@ def sleepers(marker: str) -> Iterator[list[subprocess.Popen[bytes]]]:
 
 def test_running_process_found_by_command_line(marker: str, sleepers: list[subprocess.Popen[bytes]]) -> None:
     sleepers += [_start_sleeper(marker), _start_sleeper(marker)]
-    probe = Probe(Settings(processes=[ProcessSpec(name="pacs-sleeper", match=marker, min=2)]))
+    # Plain settings, as in the daemon: process specs are read as attributes only.
+    probe = Probe(to_plain(Settings(processes=[ProcessSpec(name="pacs-sleeper", match=marker, min=2)])))
     result = probe.run(ctx())
     assert value(result, "proc:pacs-sleeper.count") == 2
     assert result.status is Status.OK
@@ -193,7 +196,8 @@ def test_running_process_found_by_command_line(marker: str, sleepers: list[subpr
 
 
 def test_missing_process_is_crit_and_named(marker: str) -> None:
-    result = Probe(Settings(processes=[ProcessSpec(name="oracle-listener", match=marker)])).run(ctx())
+    settings = to_plain(Settings(processes=[ProcessSpec(name="oracle-listener", match=marker)]))
+    result = Probe(settings).run(ctx())
     assert result.status is Status.CRIT
     assert result.summary.startswith("process oracle-listener not running (0 < 1)")
     assert value(result, "proc:oracle-listener.count") == 0
@@ -212,7 +216,8 @@ def test_default_match_is_the_exact_process_name(
         for p in psutil.process_iter(["name", "status"])
         if p.info["name"] == "sleep" and p.info["status"] != psutil.STATUS_ZOMBIE
     )
-    probe = Probe(Settings(processes=[ProcessSpec(name="sleep"), ProcessSpec(name="slee", min=0)]))
+    settings = to_plain(Settings(processes=[ProcessSpec(name="sleep"), ProcessSpec(name="slee", min=0)]))
+    probe = Probe(settings)
     result = probe.run(ctx())
     # Other `sleep` processes may come and go on the machine; ours must be counted.
     assert 1 <= value(result, "proc:sleep.count") <= exact + 5

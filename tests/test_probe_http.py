@@ -29,7 +29,9 @@ from pydantic import ValidationError
 
 from probes import registry
 from probes.base import CheckResult, ProbeContext, Status
-from probes.http import MAX_REDIRECTS, Probe, Settings, der_not_after, parse_json_path
+from probes.http import MAX_REDIRECTS, Probe, der_not_after, parse_json_path
+from probes.http_settings import Settings
+from probes.plain import to_plain
 from tests.conftest import need
 from tests.servers import RawHandler, RawServer, raw_servers
 
@@ -276,7 +278,9 @@ def tls_web(
 def check(
     settings: dict[str, Any], timeout: float = 2.0, clock: Callable[[], float] = time.time
 ) -> CheckResult:
-    return Probe(Settings.model_validate(settings)).run(ProbeContext("t", timeout, clock=clock))
+    # The daemon runs probes on the plain form of validated settings.
+    probe = Probe(to_plain(Settings.model_validate(settings)))
+    return probe.run(ProbeContext("t", timeout, clock=clock))
 
 
 def metric(result: CheckResult, name: str) -> float:

@@ -14,7 +14,9 @@ import pytest
 from pydantic import ValidationError
 
 from probes.base import CheckResult, ProbeContext, Status
-from probes.logscan import Probe, Settings
+from probes.logscan import Probe
+from probes.logscan_settings import Settings
+from probes.plain import to_plain
 from tests.conftest import FakeClock
 
 
@@ -24,7 +26,7 @@ class Runner:
     def __init__(
         self, settings: dict[str, Any], clock: FakeClock | None = None, shared: dict[str, Any] | None = None
     ) -> None:
-        self.probe = Probe(Settings.model_validate(settings))
+        self.probe = Probe(to_plain(Settings.model_validate(settings)))
         self.memory: dict[str, Any] = {}
         self.clock = clock or FakeClock()
         self.shared = shared or {}

@@ -17,7 +17,9 @@ from pydantic import ValidationError
 
 import probes.plugin
 from probes.base import CheckResult, ProbeContext, Status
-from probes.plugin import Probe, Settings
+from probes.plain import to_plain
+from probes.plugin import Probe
+from probes.plugin_settings import Settings
 from tests.conftest import need, wait_until
 from tests.probe_contract import assert_registered
 from tests.servers import http_server, silent_tcp_server
@@ -32,7 +34,7 @@ def plugin(name: str) -> str:
 
 
 def run(settings: dict[str, object], timeout: float = 5.0) -> CheckResult:
-    return Probe(Settings.model_validate(settings)).run(ProbeContext("t", timeout))
+    return Probe(to_plain(Settings.model_validate(settings))).run(ProbeContext("t", timeout))
 
 
 def script(tmp_path: Path, body: str, name: str = "check_test") -> str:

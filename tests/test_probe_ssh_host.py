@@ -12,20 +12,21 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from probes import host
+from probes import host, host_settings
 from probes.base import CheckResult, ProbeContext, Status
+from probes.plain import to_plain
 from probes.ssh_host import (
     DEFAULT_THRESHOLDS,
     HISTORY_METRICS,
     Probe,
     ProcEntry,
-    Settings,
     build_script,
     own_session_pids,
     parse_df,
     parse_mounts,
     split_sections,
 )
+from probes.ssh_host_settings import Settings
 from probes.sshconn import SshPool
 from probes.thresholds import apply_thresholds
 from tests.servers import silent_tcp_server
@@ -57,7 +58,8 @@ def run(
     timeout_s: float = 8.0,
 ) -> CheckResult:
     shared = {"ssh": pool} if pool is not None else {}
-    return Probe(st).run(ProbeContext("remote", timeout_s, history=history or {}, clock=clock, shared=shared))
+    probe = Probe(to_plain(st))
+    return probe.run(ProbeContext("remote", timeout_s, history=history or {}, clock=clock, shared=shared))
 
 
 def value(result: CheckResult, name: str) -> float:
@@ -81,7 +83,7 @@ def test_real_run_is_ok_with_chinese_summary(real: CheckResult) -> None:
 
 
 def test_disks_match_statvfs_and_the_local_host_probe(real: CheckResult) -> None:
-    local = host.Probe(host.Settings()).run(ProbeContext("local", 10.0))
+    local = host.Probe(to_plain(host_settings.Settings())).run(ProbeContext("local", 10.0))
     local_disks = {m.name for m in local.metrics if m.name.startswith("disk:")}
     remote_disks = {m.name for m in real.metrics if m.name.startswith("disk:")}
     assert remote_disks == local_disks and "disk:/.used_pct" in remote_disks
@@ -120,7 +122,7 @@ def test_memory_load_uptime_cpu_and_clock_match_proc(real: CheckResult) -> None:
 
 
 def test_metric_names_are_the_host_probes(real: CheckResult) -> None:
-    local = host.Probe(host.Settings()).run(ProbeContext("local", 10.0))
+    local = host.Probe(to_plain(host_settings.Settings())).run(ProbeContext("local", 10.0))
     local_names = {m.name for m in local.metrics}
     remote_names = {m.name for m in real.metrics}
     assert local_names - remote_names == set()

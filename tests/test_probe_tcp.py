@@ -12,7 +12,9 @@ from pydantic import ValidationError
 
 from probes import registry
 from probes.base import CheckResult, ProbeContext, Status
-from probes.tcp import MAX_REPLY_BYTES, Probe, Settings, decode_escapes
+from probes.plain import to_plain
+from probes.tcp import MAX_REPLY_BYTES, Probe, decode_escapes
+from probes.tcp_settings import Settings
 from tests.servers import RawHandler, RawServer, raw_servers
 
 MLLP_REQUEST = b"\x0bMSH|^~\\&|SENTINEL|HIS|LIS|LAB|20250101120000||QRY^A19|PING1|P|2.4\r\x1c\r"
@@ -39,7 +41,8 @@ def read_frame(conn: socket.socket, end: bytes = b"\x1c\r") -> bytes:
 
 
 def run(settings: dict[str, object], timeout: float = 2.0) -> CheckResult:
-    return Probe(Settings.model_validate(settings)).run(ProbeContext("t", timeout))
+    # The daemon runs probes on the plain form of validated settings.
+    return Probe(to_plain(Settings.model_validate(settings))).run(ProbeContext("t", timeout))
 
 
 def closed_port() -> int:

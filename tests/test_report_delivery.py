@@ -21,9 +21,10 @@ import pytest
 
 from agent.alerts import message_to_json
 from agent.config import parse
-from agent.notify import Message, WebhookChannel, parse_channel
+from agent.notify import Message
 from agent.notify.channels import DeliveryError
 from agent.notify.email import send_email
+from agent.notify.models import parse_channel
 from agent.outbox import BACKOFF_S, Dispatcher, list_rows, retry_failed
 from agent.reports.archive import ArchivedReport
 from agent.reports.delivery import (
@@ -36,6 +37,7 @@ from agent.reports.delivery import (
     send_report,
 )
 from agent.store import Store
+from probes.plain import to_plain
 from tests.conftest import FakeClock, free_port, need
 from tests.test_notify_flow import SmtpServer
 
@@ -127,7 +129,10 @@ notifications:
                sender: "HIS Sentinel <sentinel@hospital.local>", to: [yanshou@hospital.local]}}
     ops-hook: {{type: webhook, url: "http://127.0.0.1:9/hook"}}
 """)
-    return Cfg(base.site, base.notifications, Reports({"monthly": ("ops-mail",), "daily": ("ops-hook",)}))
+    # Channels in their plain form, as the monitoring process's sender gets them.
+    return Cfg(
+        base.site, to_plain(base.notifications), Reports({"monthly": ("ops-mail",), "daily": ("ops-hook",)})
+    )
 
 
 class Rig:
@@ -350,7 +355,7 @@ def test_chat_channels_get_the_summary_without_reading_files(tmp_path: Path) -> 
     payload = report_payload(config, archived)
     Path(archived.html_path).unlink()  # a chat message never needs the files
     hook = config.notifications.channels["ops-hook"]
-    assert isinstance(hook, WebhookChannel)
+    assert hook.type == "webhook"
     message = load_report_message(payload, hook)
     assert message.attachments == () and message.html is None
     assert message.markdown is not None and "HIS 可用率 99.812%" in message.markdown

@@ -15,17 +15,17 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
+from agent.config import ReportSchedule, WorkingHours
 from agent.reports.schedule import (
     INSPECTION,
     ChinaCalendar,
     DueReport,
-    ReportSchedule,
     delivery_deadline,
     due_reports,
     first_working_day_after,
     schedule_from_config,
 )
-from agent.workcal import WorkCalendar, WorkingHours
+from agent.workcal import WorkCalendar
 
 TZ = ZoneInfo("Asia/Shanghai")
 CAL = ChinaCalendar(WorkCalendar(WorkingHours(), TZ))

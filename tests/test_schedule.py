@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from probes.schedule import Expectation, Schedule
+from probes.schedule import Expectation
+from probes.settings import Schedule
 
 SH = ZoneInfo("Asia/Shanghai")
 HOUR = 3600.0

@@ -10,13 +10,16 @@ import pytest
 from pydantic import ValidationError
 
 from probes.base import ProbeContext, Status
-from probes.sshconn import SshError, SshPool, SshSettings, fetch_host_key, fingerprint, ssh_session
+from probes.plain import to_plain
+from probes.sshconn import SshError, SshPool, fetch_host_key, fingerprint, ssh_session
+from probes.sshconn_settings import SshSettings
 from tests.conftest import free_port
 from tests.servers import silent_tcp_server
 from tests.sshd import WRONG_PASSWORD, Sshd, known_fixture, running_sshd, sshd_fixture  # noqa: F401
 
 
 def settings(sshd: Sshd, known_hosts: Path | str, **over: object) -> SshSettings:
+    """Validated, then plain: the form the monitoring process hands to ssh_session."""
     base: dict[str, object] = {
         "address": "127.0.0.1",
         "port": sshd.port,
@@ -26,18 +29,20 @@ def settings(sshd: Sshd, known_hosts: Path | str, **over: object) -> SshSettings
         "connect_timeout": 3.0,
     }
     base.update(over)
-    return SshSettings.model_validate({k: v for k, v in base.items() if v is not None})
+    return to_plain(SshSettings.model_validate({k: v for k, v in base.items() if v is not None}))  # type: ignore[no-any-return]
 
 
 def stalled(port: int, tmp_path: Path, connect_timeout: float = 5.0) -> SshSettings:
     """Settings for a server that accepts TCP and never speaks."""
-    return SshSettings(
-        address="127.0.0.1",
-        port=port,
-        user="x",
-        password="${HOME}",
-        known_hosts=str(tmp_path / "kh"),
-        connect_timeout=connect_timeout,
+    return to_plain(  # type: ignore[no-any-return]
+        SshSettings(
+            address="127.0.0.1",
+            port=port,
+            user="x",
+            password="${HOME}",
+            known_hosts=str(tmp_path / "kh"),
+            connect_timeout=connect_timeout,
+        )
     )
 
 
@@ -187,7 +192,7 @@ def test_total_deadline_cuts_the_banner_wait(tmp_path: Path) -> None:
 
 
 def test_refused_port_is_crit() -> None:
-    st = SshSettings(address="127.0.0.1", port=free_port(), user="x", password="${HOME}")
+    st = to_plain(SshSettings(address="127.0.0.1", port=free_port(), user="x", password="${HOME}"))
     with pytest.raises(SshError) as err, ssh_session(st, ctx(), soon()):
         pass
     assert err.value.status is Status.CRIT

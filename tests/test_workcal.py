@@ -21,8 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from agent.config import WorkingHours
 from agent.timeutil import to_ms
-from agent.workcal import MAX_WORKING_SECONDS, Deadline, WorkCalendar, WorkingHours
+from agent.workcal import MAX_WORKING_SECONDS, Deadline, WorkCalendar
 
 SH = ZoneInfo("Asia/Shanghai")
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -7,92 +7,83 @@
 "errcode 0", "HTTP 204"). It raises `DeliveryError(reason, retryable)`; the reason never
 contains a secret. Retrying, deduplication and escalation belong to the outbox.
 
-Channel settings are pydantic models discriminated by `type`; `ChannelSettings` is the union
-to use in the configuration.
+This package is what the monitoring process runs and never imports pydantic: `send` and
+`preflight` take a channel's validated settings in either form (the pydantic model or its
+plain copy) and go by its `type` field. The models themselves, and `ChannelSettings`, the
+union to use in the configuration, are in `agent.notify.models`.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from functools import partial
-from typing import Annotated
-
-from pydantic import ConfigDict, Field, TypeAdapter
+from typing import TYPE_CHECKING, Any
 
 from agent.notify.channels import TRUNCATION_NOTICE, DeliveryError, Message, reveal
-from agent.notify.dingtalk import DingTalkChannel, send_dingtalk
-from agent.notify.email import EmailChannel, send_email
-from agent.notify.httppost import split_url
-from agent.notify.webhook import WebhookChannel, secret_header, send_webhook
-from agent.notify.wecom import WeComChannel, send_wecom
+from agent.notify.rules import split_url
+
+if TYPE_CHECKING:
+    from agent.notify.models import DingTalkChannel, EmailChannel, WebhookChannel, WeComChannel
+
+    Channel = EmailChannel | DingTalkChannel | WeComChannel | WebhookChannel
 
 __all__ = [
     "TRUNCATION_NOTICE",
-    "ChannelSettings",
     "DeliveryError",
-    "DingTalkChannel",
-    "EmailChannel",
     "Message",
-    "WeComChannel",
-    "WebhookChannel",
-    "parse_channel",
     "preflight",
     "send",
 ]
 
-ChannelSettings = Annotated[
-    EmailChannel | DingTalkChannel | WeComChannel | WebhookChannel,
-    Field(discriminator="type"),
-]
-
-# Pydantic renders a rejected input (an inline token, say) in a ValidationError according to
-# the OUTERMOST model's config, so the channel models' own hide_input_in_errors only helps when
-# they are validated on their own or through this adapter.
-_ADAPTER: TypeAdapter[EmailChannel | DingTalkChannel | WeComChannel | WebhookChannel] = TypeAdapter(
-    ChannelSettings, config=ConfigDict(hide_input_in_errors=True)
-)
+# Sender modules are imported when a channel of their type first sends: validating a
+# configuration (which imports this package for the models) then never loads smtplib or ssl.
+_SENDERS: dict[str, tuple[str, str]] = {
+    "email": ("agent.notify.email", "send_email"),
+    "dingtalk": ("agent.notify.dingtalk", "send_dingtalk"),
+    "wecom": ("agent.notify.wecom", "send_wecom"),
+    "webhook": ("agent.notify.webhook", "send_webhook"),
+}
 
 
-def parse_channel(raw: object) -> EmailChannel | DingTalkChannel | WeComChannel | WebhookChannel:
-    """Validate one channel's settings (a mapping with `type`); errors never echo the input."""
-    return _ADAPTER.validate_python(raw)
+def _kind(settings: object) -> str:
+    kind = getattr(settings, "type", None)
+    if not isinstance(kind, str) or kind not in _SENDERS:
+        raise TypeError(f"not a channel's settings: {type(settings).__name__}")
+    return kind
 
 
-def send(settings: EmailChannel | DingTalkChannel | WeComChannel | WebhookChannel, message: Message) -> str:
+def send(settings: Channel, message: Message) -> str:
     """Deliver `message` once over the channel `settings` describe; see the module docstring."""
-    if isinstance(settings, EmailChannel):
-        return send_email(settings, message)
-    if isinstance(settings, DingTalkChannel):
-        return send_dingtalk(settings, message)
-    if isinstance(settings, WeComChannel):
-        return send_wecom(settings, message)
-    if isinstance(settings, WebhookChannel):
-        return send_webhook(settings, message)
-    raise TypeError(f"not a channel's settings: {type(settings).__name__}")
+    module, name = _SENDERS[_kind(settings)]
+    sender: Callable[[Any, Message], str] = getattr(importlib.import_module(module), name)
+    return sender(settings, message)
 
 
-def preflight(settings: EmailChannel | DingTalkChannel | WeComChannel | WebhookChannel) -> list[str]:
+def preflight(settings: Channel) -> list[str]:
     """Read every secret the channel needs and check its shape, without sending anything.
 
     Returns the problems (texts without secret values); empty when the channel is usable.
     Meant for `sentinel config validate` and daemon start, so a robot URL in the wrong
     variable shows up at start and not with the first 一级 alert.
     """
-    if not isinstance(settings, EmailChannel | DingTalkChannel | WeComChannel | WebhookChannel):
-        raise TypeError(f"not a channel's settings: {type(settings).__name__}")
+    kind = _kind(settings)
+    s: Any = settings
     checks: list[Callable[[], object]] = []
-    if isinstance(settings, EmailChannel) and settings.password is not None:
-        password = settings.password
+    if kind == "email" and s.password is not None:
+        password = s.password
         checks.append(lambda: reveal(password, "SMTP password"))
-    if isinstance(settings, DingTalkChannel | WeComChannel):
-        what = f"{'DingTalk' if isinstance(settings, DingTalkChannel) else 'WeCom'} webhook URL"
-        webhook = settings.webhook
+    if kind in ("dingtalk", "wecom"):
+        what = f"{'DingTalk' if kind == 'dingtalk' else 'WeCom'} webhook URL"
+        webhook = s.webhook
         checks.append(lambda: split_url(reveal(webhook, what), what))
-    if isinstance(settings, DingTalkChannel) and settings.secret is not None:
-        key = settings.secret
+    if kind == "dingtalk" and s.secret is not None:
+        key = s.secret
         checks.append(lambda: reveal(key, "DingTalk signing secret"))
-    if isinstance(settings, WebhookChannel):
-        checks.extend(partial(secret_header, name, ref) for name, ref in settings.secret_headers.items())
+    if kind == "webhook":
+        from agent.notify.webhook import secret_header
+
+        checks.extend(partial(secret_header, name, ref) for name, ref in s.secret_headers.items())
     problems = []
     for check in checks:
         try:
@@ -100,3 +91,4 @@ def preflight(settings: EmailChannel | DingTalkChannel | WeComChannel | WebhookC
         except DeliveryError as exc:
             problems.append(exc.reason)
     return problems
+

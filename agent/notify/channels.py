@@ -1,4 +1,4 @@
-"""What every notification channel shares: the message, the delivery error, common settings.
+"""What every notification channel shares at run time: the message, the delivery error, helpers.
 
 A channel's `send()` delivers one `Message` once and returns a short receipt, or raises
 `DeliveryError`. It never retries: the outbox owns retries, so it needs to know whether a
@@ -17,18 +17,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
-
-from agent.model import Model
-from probes.settings import Duration, Secret, SecretError
+from probes.values import Secret, SecretError
 
 __all__ = [
     "TRUNCATION_NOTICE",
-    "ChannelBase",
     "DeliveryError",
     "Message",
     "fit_utf8",
@@ -171,35 +166,6 @@ class Message:
             f"attachments={[a[0] for a in self.attachments]}, inline_images={len(self.inline_images)}, "
             f"headers={dict(self.headers)})"
         )
-
-
-Timeout = Annotated[Duration, Field(le=600)]
-
-
-class ChannelBase(Model):
-    """Settings every channel has: a bounded time budget and TLS trust."""
-
-    # A validation error must not echo the rejected input: it may be an inline token or URL.
-    model_config = ConfigDict(hide_input_in_errors=True)
-
-    timeout: Timeout = 30.0
-    """Upper bound of one delivery attempt (HTTP: the whole request; SMTP: each command)."""
-    verify_tls: bool = True
-    ca_bundle: Path | None = None
-    """PEM file of CA certificates to trust instead of the system's (absolute path)."""
-
-    @field_validator("ca_bundle")
-    @classmethod
-    def _absolute(cls, v: Path | None) -> Path | None:
-        if v is not None and not (v.is_absolute() or re.match(r"^[A-Za-z]:[\\/]", str(v))):
-            raise ValueError("ca_bundle must be an absolute path")
-        return v
-
-    @model_validator(mode="after")
-    def _tls_combination(self) -> ChannelBase:
-        if not self.verify_tls and self.ca_bundle is not None:
-            raise ValueError("ca_bundle has no effect with verify_tls: false")
-        return self
 
 
 def merge_mobiles(*lists: Iterable[str]) -> list[str]:

@@ -31,27 +31,18 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING
 from urllib.parse import quote_plus, urlsplit, urlunsplit
 
-from pydantic import field_validator
-
-from agent.notify.channels import (
-    TRUNCATION_NOTICE,
-    ChannelBase,
-    Message,
-    check_mobile,
-    fit_utf8,
-    merge_mobiles,
-    reveal,
-)
+from agent.notify.channels import TRUNCATION_NOTICE, Message, fit_utf8, merge_mobiles, reveal
 from agent.notify.httppost import check_errcode, post_json, url_secrets
-from probes.settings import SecretRef
+
+if TYPE_CHECKING:
+    from agent.notify.models import DingTalkChannel
 
 __all__ = [
     "MAX_BODY_BYTES",
     "PERMANENT_ERRCODES",
-    "DingTalkChannel",
     "build_payload",
     "send_dingtalk",
     "sign",
@@ -68,21 +59,6 @@ PERMANENT_ERRCODES = {
     460101: "message too long",
 }
 WHAT = "DingTalk robot"
-
-
-class DingTalkChannel(ChannelBase):
-    type: Literal["dingtalk"]
-    webhook: SecretRef
-    """The robot's webhook URL (with its access_token), e.g. '${DINGTALK_WEBHOOK}'."""
-    secret: SecretRef | None = None
-    """The 加签 secret ('SEC…') when the robot's security setting is signing."""
-    mention_mobiles: tuple[str, ...] = ()
-    at_all: bool = False
-
-    @field_validator("mention_mobiles")
-    @classmethod
-    def _mobiles(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(check_mobile(m) for m in v)
 
 
 def sign(secret: str, timestamp_ms: int) -> str:

@@ -46,19 +46,20 @@ from email import policy
 from email.header import Header
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, field_validator, model_validator
-
-from agent.notify.channels import ChannelBase, DeliveryError, Message, reveal, scrub
+from agent.notify.channels import DeliveryError, Message, reveal, scrub
+from agent.notify.rules import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PORTS, EmailMethods, parse_addresses
 from probes.http import tls_context
-from probes.settings import SecretRef
 from probes.tcp import describe_connect_error, hostport
+
+if TYPE_CHECKING:
+    from agent.notify.models import EmailChannel
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
     "DEFAULT_PORTS",
-    "EmailChannel",
+    "EmailMethods",
     "build_email",
     "encoded_size",
     "parse_addresses",
@@ -67,96 +68,8 @@ __all__ = [
 
 log = logging.getLogger("agent.notify.email")
 
-DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
-DEFAULT_MAX_MESSAGE_BYTES = 20 * 1024 * 1024
-"""Encoded size; many hospital relays (and Exchange's default) refuse more than 20–25 MB."""
 # SMTP policy (CRLF, 78-column folding), but 7-bit transfer encodings for every body part.
 _POLICY = policy.SMTP.clone(cte_type="7bit")
-
-
-def parse_addresses(value: str) -> list[tuple[str, str]]:
-    """'张工 <zhang@h.cn>, li@h.cn' -> [(display name, addr-spec), …]; ValueError if malformed."""
-    header = policy.default.header_factory("To", value)
-    addresses = getattr(header, "addresses", ())
-    if header.defects or not addresses:
-        hint = "" if value.isascii() else " (the address itself must be ASCII; display names may be Chinese)"
-        raise ValueError(f"{value!r} is not a valid e-mail address{hint}")
-    out = []
-    for a in addresses:
-        spec = a.addr_spec
-        if "@" not in spec or not a.username or not a.domain:
-            raise ValueError(f"{value!r} is not a valid e-mail address (need name@domain)")
-        if not spec.isascii():
-            raise ValueError(f"{spec!r}: the address itself must be ASCII (punycode the domain)")
-        out.append((a.display_name, spec))
-    return out
-
-
-class EmailChannel(ChannelBase):
-    type: Literal["email"]
-    host: str = Field(min_length=1)
-    port: int = Field(587, ge=1, le=65535)
-    """Defaults by security: starttls 587, ssl 465, none 25."""
-    security: Literal["starttls", "ssl", "none"] = "starttls"
-    username: str | None = None
-    password: SecretRef | None = None
-    sender: str
-    """From header, may carry a display name: 'HIS 监控 <monitor@hospital.cn>'."""
-    to: tuple[str, ...] = Field(min_length=1)
-    cc: tuple[str, ...] = ()
-    helo_name: str | None = None
-    """Name sent in EHLO; default is this host's name (no DNS lookup, which can hang)."""
-    max_message_bytes: int = Field(DEFAULT_MAX_MESSAGE_BYTES, ge=64 * 1024, le=200 * 1024 * 1024)
-    """Largest encoded message this channel sends (base64 makes attachments ~4/3 larger)."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _default_port(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("port") is None:
-            security = data.get("security", "starttls")
-            data = {**data, "port": DEFAULT_PORTS.get(security, 587)}
-        return data
-
-    @field_validator("sender")
-    @classmethod
-    def _sender(cls, v: str) -> str:
-        if len(parse_addresses(v)) != 1:
-            raise ValueError("sender must be exactly one address")
-        return v
-
-    @field_validator("to", "cc")
-    @classmethod
-    def _recipients(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        for item in v:
-            parse_addresses(item)
-        return v
-
-    @field_validator("host", "helo_name")
-    @classmethod
-    def _hostname(cls, v: str | None) -> str | None:
-        if v is not None and (not v.isascii() or any(c.isspace() for c in v) or not v):
-            raise ValueError("must be an ASCII host name or address without spaces")
-        return v
-
-    @model_validator(mode="after")
-    def _auth(self) -> EmailChannel:
-        if (self.username is None) != (self.password is None):
-            raise ValueError("username and password go together")
-        if self.password is not None and self.security == "none":
-            raise ValueError("a password would cross the network in clear text: use security starttls or ssl")
-        return self
-
-    @property
-    def envelope_from(self) -> str:
-        return parse_addresses(self.sender)[0][1]
-
-    @property
-    def recipients(self) -> list[str]:
-        seen: dict[str, None] = {}
-        for item in (*self.to, *self.cc):
-            for _, spec in parse_addresses(item):
-                seen.setdefault(spec, None)
-        return list(seen)
 
 
 def build_email(settings: EmailChannel, message: Message, *, now: datetime | None = None) -> EmailMessage:

@@ -27,8 +27,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agent.notify.channels import DeliveryError, scrub
+from agent.notify.rules import split_url
 from probes.http import DeadlineSocket, tls_context
-from probes.tcp import describe_connect_error, hostport, open_connection
+from probes.tcp import describe_connect_error, open_connection
 
 __all__ = ["Reply", "check_errcode", "post_json", "split_url", "url_secrets"]
 
@@ -43,37 +44,6 @@ class Reply:
     status: int
     body: bytes
     content_type: str
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    tls: bool
-    host: str
-    port: int
-    path: str  # path and query, as sent in the request line
-
-    @property
-    def where(self) -> str:
-        return hostport(self.host, self.port)
-
-
-def split_url(url: str, what: str) -> Target:
-    """Parse an http(s) URL; the error never repeats the URL (it may hold a token)."""
-    bad = DeliveryError(f"the {what} is not a valid http(s) URL", retryable=False)
-    if not isinstance(url, str) or any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
-        raise bad
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        raise bad from None
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username is not None:
-        raise bad
-    if not url.isascii():
-        raise DeliveryError(f"the {what} must be ASCII (percent-encode it, punycode the host)", False)
-    tls = parts.scheme == "https"
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return Target(tls, parts.hostname, port or (443 if tls else 80), path)
 
 
 def url_secrets(url: str) -> list[str]:

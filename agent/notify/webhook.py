@@ -23,54 +23,24 @@ revealed per request and scrubbed from every error.
 from __future__ import annotations
 
 import logging
-import re
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING
 
-from pydantic import field_validator
+from agent.faults import LEVEL_NAMES
+from agent.notify.channels import DeliveryError, Message, reveal
+from agent.notify.httppost import http_status_error, post_json
+from probes.values import Secret
 
-from agent.model import FAULT_LEVELS
-from agent.notify.channels import ChannelBase, DeliveryError, Message, reveal
-from agent.notify.httppost import http_status_error, post_json, split_url
-from probes.settings import Secret, SecretRef
+if TYPE_CHECKING:
+    from agent.notify.models import WebhookChannel
 
-__all__ = ["PAYLOAD_VERSION", "WebhookChannel", "build_payload", "secret_header", "send_webhook"]
+__all__ = ["PAYLOAD_VERSION", "build_payload", "secret_header", "send_webhook"]
 
 log = logging.getLogger("agent.notify.webhook")
 
 PAYLOAD_VERSION = 1
-_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_FRAMING = frozenset({"host", "content-length", "content-type", "transfer-encoding", "connection"})
+"""Headers the agent writes itself; a configured secret header may not replace them."""
 WHAT = "webhook"
-
-
-class WebhookChannel(ChannelBase):
-    type: Literal["webhook"]
-    url: str
-    """http:// or https:// URL. Put tokens in secret_headers, not in the URL."""
-    secret_headers: dict[str, SecretRef] = {}
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        if "@" in v.partition("//")[2].partition("/")[0]:
-            # The URL is stored in the configuration, logs and reports; a password must not be.
-            raise ValueError("no user:password in the URL; send credentials with secret_headers")
-        try:
-            split_url(v, "url")
-        except DeliveryError as exc:
-            raise ValueError(exc.reason) from None
-        return v
-
-    @field_validator("secret_headers")
-    @classmethod
-    def _headers(cls, v: dict[str, SecretRef]) -> dict[str, SecretRef]:
-        for name in v:
-            if not _TOKEN.match(name):
-                raise ValueError(f"invalid header name {name!r}")
-            if name.lower() in _FRAMING:
-                raise ValueError(f"header {name} is set by the agent")
-        return v
 
 
 def build_payload(message: Message, now: datetime | None = None) -> dict[str, object]:
@@ -81,7 +51,7 @@ def build_payload(message: Message, now: datetime | None = None) -> dict[str, ob
         "text": message.text,
         "markdown": message.markdown,
         "level": message.level,
-        "level_name": FAULT_LEVELS.get(message.level) if message.level is not None else None,
+        "level_name": LEVEL_NAMES.get(message.level) if message.level is not None else None,
         "mention_mobiles": list(message.mention_mobiles),
         "headers": dict(message.headers),
         "sent_at": when.strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -27,19 +27,18 @@ limit), -1 (system busy) and every undocumented code are.
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import TYPE_CHECKING
 
-from pydantic import field_validator
-
-from agent.notify.channels import ChannelBase, Message, check_mobile, fit_utf8, merge_mobiles, reveal
+from agent.notify.channels import Message, fit_utf8, merge_mobiles, reveal
 from agent.notify.httppost import check_errcode, post_json, url_secrets
-from probes.settings import SecretRef
+
+if TYPE_CHECKING:
+    from agent.notify.models import WeComChannel
 
 __all__ = [
     "MARKDOWN_MAX_BYTES",
     "PERMANENT_ERRCODES",
     "TEXT_MAX_BYTES",
-    "WeComChannel",
     "build_payload",
     "send_wecom",
 ]
@@ -54,18 +53,6 @@ PERMANENT_ERRCODES = {
     40058: "invalid parameter",
 }
 WHAT = "WeCom robot"
-
-
-class WeComChannel(ChannelBase):
-    type: Literal["wecom"]
-    webhook: SecretRef
-    """The robot's webhook URL (with its key), e.g. '${WECOM_WEBHOOK}'."""
-    mention_mobiles: tuple[str, ...] = ()
-
-    @field_validator("mention_mobiles")
-    @classmethod
-    def _mobiles(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(check_mobile(m) for m in v)
 
 
 def build_payload(settings: WeComChannel, message: Message) -> dict[str, object]:

@@ -419,9 +419,9 @@ def load_report_message(payload: ReportPayload, settings: Any) -> Message:
     PDF; when the whole would exceed the channel's `max_message_bytes`, the PDF is left out and
     the text says where it lies; if even that is too large, DeliveryError (not retryable).
     """
-    from agent.notify.email import EmailChannel, encoded_size
+    from agent.notify.email import encoded_size
 
-    if not isinstance(settings, EmailChannel):
+    if settings.type != "email":
         return Message(
             subject=payload.subject, text=payload.text, markdown=payload.markdown, headers=payload.headers
         )

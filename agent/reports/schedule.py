@@ -33,12 +33,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
 from agent.workcal import WorkCalendar
+
+if TYPE_CHECKING:
+    from agent.config import ReportSchedule
 
 __all__ = [
     "HOLIDAY_NAMES_ZH",
@@ -47,13 +48,13 @@ __all__ = [
     "ChinaCalendar",
     "DueReport",
     "ReportCalendar",
-    "ReportSchedule",
     "delivery_deadline",
     "done_from_store",
     "due_reports",
     "first_working_day_after",
     "holiday_inspections",
     "period_bounds",
+    "check_hhmm",
     "schedule_from_config",
 ]
 
@@ -78,7 +79,7 @@ _MAX_SCAN_DAYS = 60
 real one is about 10 days, so more means a broken calendar, reported as ValueError."""
 
 
-def _hhmm(v: str) -> str:
+def check_hhmm(v: str) -> str:
     h, _, m = v.partition(":")
     if not (len(h) == 2 and len(m) == 2 and h.isdigit() and m.isdigit()) or int(h) > 23 or int(m) > 59:
         raise ValueError(f"{v!r} is not a time of day HH:MM")
@@ -89,36 +90,9 @@ def _time(v: str) -> time:
     return time(int(v[:2]), int(v[3:]))
 
 
-class ReportSchedule(BaseModel):
-    """`reports.schedule` in the configuration."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    kinds: tuple[ScheduledKind, ...] = KINDS
-    """Which periodic reports the daemon writes."""
-    daily_time: str = "07:30"
-    weekly_weekday: int = Field(1, ge=1, le=7)
-    """ISO weekday of the weekly report: 1 = Monday … 7 = Sunday."""
-    time: str = "08:00"
-    """Time of day of the weekly, monthly, quarterly and yearly reports."""
-    holiday_inspection: bool = True
-    """Run `inspect` on the last working day before each statutory holiday."""
-    inspection_time: str = "14:00"
-    deliver_within: int = Field(3, ge=1, le=30)
-    """Working days after the period within which the contract wants the report delivered."""
-    catch_up_days: int = Field(31, ge=1, le=400)
-    """How far back a report that was never written is still written (and marked late)."""
-    late_after_minutes: int = Field(60, ge=1, le=7 * 1440)
-
-    @field_validator("daily_time", "time", "inspection_time")
-    @classmethod
-    def _times(cls, v: str) -> str:
-        return _hhmm(v)
-
-
 def schedule_from_config(reports: Any) -> ReportSchedule:
     """The schedule of a `reports` config section; its `daily_time` wins over the schedule's."""
-    sched = getattr(reports, "schedule", None) or ReportSchedule()
+    sched = reports.schedule
     daily = getattr(reports, "daily_time", None)
     return sched.model_copy(update={"daily_time": daily}) if daily else sched
 

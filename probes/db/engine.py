@@ -16,23 +16,27 @@ import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from probes.base import CheckResult, Metric, ProbeContext, Status, Stopwatch, worst
 from probes.db.items import Finding, Item, ItemContext, ItemOutcome, Rows
-from probes.db.settings import DbSettings, ItemOverride
-from probes.settings import SecretError, scrub_secrets
+from probes.plain import Methods
 from probes.thresholds import Threshold
+from probes.values import SecretError, scrub_secrets
+
+if TYPE_CHECKING:
+    from probes.db.settings import DbSettings, ItemOverride
 
 __all__ = [
     "DbConnection",
     "DbProbe",
+    "DbSettingsMethods",
     "DeadlineGuard",
     "Engine",
     "EngineReport",
     "ErrorCodes",
     "ErrorKind",
-    "ItemOverride",
+    "ThresholdSpecMethods",
     "error_text",
     "run_db_probe",
     "run_engine",
@@ -46,6 +50,38 @@ GUARD_GRACE_S = 0.3
 """A session still blocked this long after its deadline is cut off (the runner waits 1 s more)."""
 _MAX_ERROR_CHARS = 200
 _SUMMARY_FINDINGS = 3
+
+
+# --- run-time behaviour of the settings models (probes.db.settings) ---------------------
+
+
+class ThresholdSpecMethods(Methods):
+    """`ThresholdSpec` (warn, crit, below): overrides an item's default threshold field by field."""
+
+    if TYPE_CHECKING:
+        warn: float | None
+        crit: float | None
+        below: bool
+        model_fields_set: set[str] | frozenset[str]
+
+    def over(self, default: Threshold | None) -> Threshold:
+        base = default or Threshold()
+        given = self.model_fields_set
+        return Threshold(
+            warn=self.warn if "warn" in given else base.warn,
+            crit=self.crit if "crit" in given else base.crit,
+            below=self.below if "below" in given else base.below,
+        )
+
+
+class DbSettingsMethods(Methods):
+    """`DbSettings`: what the engine asks of a check's settings beyond its fields."""
+
+    if TYPE_CHECKING:
+        items: Mapping[str, ItemOverride]
+
+    def overrides(self) -> dict[str, ItemOverride]:
+        return dict(self.items)
 
 
 class DbConnection(Protocol):

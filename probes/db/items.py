@@ -8,6 +8,7 @@ Nothing here does I/O, so every evaluation is testable on recorded rows.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
@@ -38,6 +39,7 @@ __all__ = [
     "long_transactions_outcome",
     "num",
     "one",
+    "parse_size",
     "sessions_outcome",
     "space_outcome",
     "threshold_finding",
@@ -49,6 +51,8 @@ Row = Mapping[str, Any]
 Rows = Sequence[Row]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?i?b?)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
 
 CATEGORIES = ("核心系统类", "硬件网络类", "数据安全类", "综合类")
 
@@ -134,6 +138,22 @@ class Item:
 
 
 # --- formatting -------------------------------------------------------------------------
+
+
+def parse_size(value: Any) -> float:
+    """'50G', '512 MB', '2TiB' or a number of bytes -> bytes (binary units, > 0)."""
+    if isinstance(value, bool):
+        raise ValueError("a size is a number of bytes or a string like '50G'")
+    if isinstance(value, int | float):
+        size = float(value)
+    elif isinstance(value, str) and (m := _SIZE.match(value)):
+        unit = (m.group(2) or "").lower().rstrip("b").rstrip("i")
+        size = float(m.group(1)) * _SIZE_UNITS[unit]
+    else:
+        raise ValueError(f"invalid size {value!r}: use bytes or a string like '50G', '512M'")
+    if size <= 0:
+        raise ValueError("a size must be greater than zero")
+    return size
 
 
 def fmt_bytes(n: float) -> str:
@@ -451,10 +471,10 @@ def judge_backups(
 ) -> ItemOutcome:
     """Judge configured backup expectations against the newest backups the server knows.
 
-    `expectations` are `probes.db.settings.BackupExpectation`s (database, type, schedule,
-    grace); database "*" expands to `databases` (every user database). The server's clock
-    is used when known: backup times are the server's. A missed slot is a CRIT finding of
-    category 数据安全类; every judged slot goes into facts["backups_expected"].
+    `expectations` are `probes.db.settings.BackupExpectation`s or their plain form (database,
+    type, schedule, grace); database "*" expands to `databases` (every user database). The
+    server's clock is used when known: backup times are the server's. A missed slot is a CRIT
+    finding of category 数据安全类; every judged slot goes into facts["backups_expected"].
     """
     newest: dict[tuple[str, str], datetime | None] = {}
     for b in seen:

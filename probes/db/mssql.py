@@ -8,7 +8,8 @@ default): left to auto-negotiation, FreeTDS retries every protocol version again
 server that never answers and the login takes several times its timeout. FreeTDS dropped
 TLS 1.0, which unpatched SQL Server 2008 R2 still needs (see docs/db-grants.md).
 
-The items live in probes/db/mssql_items.py; the grants are in docs/db-grants.md.
+The items live in probes/db/mssql_items.py, the settings in probes/db/mssql_settings.py;
+the grants are in docs/db-grants.md.
 """
 
 from __future__ import annotations
@@ -17,36 +18,23 @@ import contextlib
 import re
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, ClassVar, Literal
-
-from pydantic import Field
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from probes.db.engine import DbConnection, DbProbe, Engine, ErrorCodes, error_text
 from probes.db.items import Item, as_utc
-from probes.db.mssql_items import ALL_ITEMS, SQL_SERVER_NOW, SQL_VERSION, items_for_version
-from probes.db.settings import DbSettings
+from probes.db.mssql_items import SQL_SERVER_NOW, SQL_VERSION, items_for_version
 from probes.thresholds import Threshold
 
-__all__ = ["DEFAULT_THRESHOLDS", "HISTORY_METRICS", "Probe", "Settings", "classify"]
+if TYPE_CHECKING:
+    from probes.db.mssql_settings import Settings
+    from probes.db.settings import DbSettings
+
+__all__ = ["DEFAULT_THRESHOLDS", "HISTORY_METRICS", "Probe", "classify"]
 
 DEFAULT_THRESHOLDS: dict[str, Threshold] = {"login_ms": Threshold(warn=3000)}
 """Items judge their own thresholds; only the login time is left to the generic rules."""
 
 HISTORY_METRICS = ("database.*.size_bytes", "volume.*.size_bytes")
-
-
-class Settings(DbSettings):
-    database: str = Field("master", min_length=1)
-    """The database to log in to; every query names its catalog views explicitly."""
-    tds_version: Literal["7.1", "7.2", "7.3", "7.4"] = "7.4"
-
-    ITEMS: ClassVar[Sequence[Item]] = ALL_ITEMS
-    BACKUP_TYPES: ClassVar = {
-        "full": "msdb.dbo.backupset type D",
-        "diff": "msdb.dbo.backupset type I",
-        "log": "msdb.dbo.backupset type L",
-    }
-    ENGINE: ClassVar[str] = "SQL Server"
 
 
 # 229/230: permission denied on object/column; 297/300: VIEW SERVER STATE missing;
@@ -104,10 +92,10 @@ class MssqlConnection:
             self._conn.close()
 
 
-def connect(settings: DbSettings, password: str | None, login_s: float, deadline: float) -> DbConnection:
+def connect(db: DbSettings, password: str | None, login_s: float, deadline: float) -> DbConnection:
     import pymssql
 
-    assert isinstance(settings, Settings)
+    settings = cast("Settings", db)
     conn = pymssql.connect(
         server=settings.host,
         port=str(settings.port or 1433),

@@ -13,15 +13,18 @@ import re
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from probes.db.engine import DbConnection, DbProbe, DeadlineGuard, Engine, ErrorCodes, error_text
 from probes.db.items import Item
 from probes.db.mysql_items import ITEMS, items_for
-from probes.db.settings import DbSettings
 from probes.thresholds import Threshold
 
-__all__ = ["DEFAULT_THRESHOLDS", "HISTORY_METRICS", "ITEMS", "Probe", "Settings", "classify"]
+if TYPE_CHECKING:
+    from probes.db.mysql_settings import Settings
+    from probes.db.settings import DbSettings
+
+__all__ = ["DEFAULT_THRESHOLDS", "HISTORY_METRICS", "ITEMS", "Probe", "classify"]
 
 DEFAULT_THRESHOLDS: dict[str, Threshold] = {"login_ms": Threshold(warn=3000)}
 """Item thresholds are judged by the items themselves; only the login time is left generic."""
@@ -32,19 +35,6 @@ _PERMISSION = frozenset({1044, 1045, 1142, 1143, 1227, 1370, 3530})
 _MISSING = frozenset({1049, 1054, 1064, 1109, 1146, 1193, 1286})
 _TIMEOUT = frozenset({1317, 1969, 2013, 3024})
 _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)")
-
-
-class Settings(DbSettings):
-    ssl_mode: Literal["verify_identity", "verify_ca", "disabled"] = "verify_identity"
-    """TLS with the server's certificate verified (and its host name, by default), as the
-    MySQL client's --ssl-mode. A server without TLS needs an explicit `ssl_mode: disabled`:
-    the agent never uses an unverified TLS connection or falls back to plaintext on its own."""
-    ssl_ca: str | None = None
-    """CA bundle for the server's certificate (default: the system's trust store)."""
-
-    ITEMS: ClassVar[Sequence[Item]] = ITEMS
-    BACKUP_TYPES: ClassVar = {}
-    ENGINE: ClassVar[str] = "MySQL/MariaDB"
 
 
 def _code(exc: BaseException) -> int | None:
@@ -113,9 +103,10 @@ class MyConnection:
             self._conn.close()
 
 
-def connect(settings: DbSettings, password: str | None, login_s: float, deadline: float) -> DbConnection:
+def connect(db: DbSettings, password: str | None, login_s: float, deadline: float) -> DbConnection:
     import pymysql
 
+    settings = cast("Settings", db)
     tls: dict[str, Any] = {"ssl_disabled": True}
     if settings.ssl_mode != "disabled":
         import ssl

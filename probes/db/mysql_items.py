@@ -26,11 +26,11 @@ from probes.db.items import (
     long_transactions_outcome,
     num,
     one,
+    parse_size,
     sessions_outcome,
     space_outcome,
     threshold_finding,
 )
-from probes.db.settings import parse_size
 from probes.thresholds import Threshold
 
 DAY_S = 86400.0

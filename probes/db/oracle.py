@@ -8,7 +8,8 @@ connect). `thick: {lib_dir: ...}` loads the Instant Client for 11g; thick mode i
 process-wide in python-oracledb, and there the limits are Oracle Net's: CONNECT_TIMEOUT in
 the descriptor for login and `call_timeout` per statement.
 
-The items live in probes/db/oracle_items.py; the grants are in docs/db-grants.md.
+The items live in probes/db/oracle_items.py, the settings in probes/db/oracle_settings.py;
+the grants are in docs/db-grants.md.
 """
 
 from __future__ import annotations
@@ -19,51 +20,23 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, ClassVar
-
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from probes.db.engine import DbConnection, DbProbe, Engine, ErrorCodes, error_text
 from probes.db.items import Item, as_utc
 from probes.db.oracle_items import ITEMS, SQL_ASM_GATE, SQL_SERVER_NOW
-from probes.db.settings import DbSettings
 from probes.thresholds import Threshold
 
-__all__ = ["DEFAULT_THRESHOLDS", "HISTORY_METRICS", "ITEMS", "Probe", "Settings", "classify"]
+if TYPE_CHECKING:
+    from probes.db.oracle_settings import Settings
+    from probes.db.settings import DbSettings
+
+__all__ = ["DEFAULT_THRESHOLDS", "HISTORY_METRICS", "ITEMS", "Probe", "classify"]
 
 DEFAULT_THRESHOLDS: dict[str, Threshold] = {"login_ms": Threshold(warn=3000)}
 """Items judge their own thresholds; only the login time is left to the generic rules."""
 
 HISTORY_METRICS = ("tablespace.*.size_bytes", "asm.*.size_bytes")
-
-_NAME = re.compile(r"^[A-Za-z0-9_.$#-]+$")
-
-
-class Thick(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    lib_dir: str = Field(min_length=1)
-    """Directory of the Oracle Instant Client (needed for 11g, which thin mode cannot reach)."""
-
-
-class Settings(DbSettings):
-    service_name: str | None = Field(None, pattern=_NAME.pattern)
-    sid: str | None = Field(None, pattern=_NAME.pattern)
-    thick: Thick | None = None
-
-    ITEMS: ClassVar[Sequence[Item]] = ITEMS
-    BACKUP_TYPES: ClassVar = {
-        "full": "v$rman_backup_job_details (DB FULL, DB INCR level 0)",
-        "incremental": "v$rman_backup_job_details (DB INCR)",
-        "archivelog": "v$rman_backup_job_details (ARCHIVELOG)",
-    }
-    ENGINE: ClassVar[str] = "Oracle"
-
-    @model_validator(mode="after")
-    def _one_target(self) -> Settings:
-        if (self.service_name is None) == (self.sid is None):
-            raise ValueError("set exactly one of service_name or sid")
-        return self
-
 
 # ORA-00942 is also what a missing grant looks like; every view used exists on 11.2+, so a
 # grant is the likely cause. ORA-00904 (unknown column) is a view from another version.
@@ -187,10 +160,10 @@ def _descriptor(s: Settings, login_s: float) -> str:
     )
 
 
-def connect(settings: DbSettings, password: str | None, login_s: float, deadline: float) -> DbConnection:
+def connect(db: DbSettings, password: str | None, login_s: float, deadline: float) -> DbConnection:
     import oracledb
 
-    assert isinstance(settings, Settings)
+    settings = cast("Settings", db)
     if settings.thick is not None:
         if oracledb.is_thin_mode():
             oracledb.init_oracle_client(lib_dir=settings.thick.lib_dir)

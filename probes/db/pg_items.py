@@ -26,6 +26,7 @@ from probes.db.items import (
     fmt_duration,
     judge_backups,
     long_transactions_outcome,
+    parse_size,
     sessions_outcome,
     space_outcome,
     threshold_finding,
@@ -36,7 +37,6 @@ from probes.db.items import (
 from probes.db.items import (
     one as _one,
 )
-from probes.db.settings import parse_size
 from probes.thresholds import Threshold
 
 DAY_S = 86400.0

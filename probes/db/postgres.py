@@ -2,7 +2,8 @@
 
 One connection per run, opened read-only (`default_transaction_read_only`) with a
 statement timeout in the startup packet, closed afterwards. The items live in
-probes/db/pg_items.py; the grants the monitoring account needs are in docs/db-grants.md.
+probes/db/pg_items.py, the settings in probes/db/postgres_settings.py; the grants the
+monitoring account needs are in docs/db-grants.md.
 """
 
 from __future__ import annotations
@@ -11,17 +12,18 @@ import contextlib
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, ClassVar
-
-from pydantic import Field
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from probes.db.engine import DbConnection, DbProbe, DeadlineGuard, Engine, ErrorCodes, error_text
 from probes.db.items import Item
 from probes.db.pg_items import ITEMS
-from probes.db.settings import DbSettings
 from probes.thresholds import Threshold
 
-__all__ = ["DEFAULT_THRESHOLDS", "HISTORY_METRICS", "ITEMS", "Probe", "Settings", "classify"]
+if TYPE_CHECKING:
+    from probes.db.postgres_settings import Settings
+    from probes.db.settings import DbSettings
+
+__all__ = ["DEFAULT_THRESHOLDS", "HISTORY_METRICS", "ITEMS", "Probe", "classify"]
 
 DEFAULT_THRESHOLDS: dict[str, Threshold] = {"login_ms": Threshold(warn=3000)}
 """Item thresholds are judged by the items themselves; only the login time is left generic."""
@@ -31,24 +33,6 @@ HISTORY_METRICS = ("database.*.size_bytes", "tablespace.*.size_bytes")
 _PERMISSION = frozenset({"42501"})
 _MISSING = frozenset({"42P01", "42883", "3F000", "42703", "42704", "0A000"})
 _TIMEOUT = frozenset({"57014", "55P03"})
-
-
-class Settings(DbSettings):
-    database: str = Field("postgres", min_length=1)
-    """The database to log in to."""
-    sslmode: str = Field("verify-full", pattern=r"^(disable|allow|prefer|require|verify-ca|verify-full)$")
-    """TLS verified by default (certificate and host name, CA from `sslrootcert` or
-    ~/.postgresql/root.crt). A server without TLS needs an explicit `sslmode: disable`: the
-    agent never silently falls back to an unverified or plaintext connection."""
-    sslrootcert: str | None = None
-    """CA bundle for verify-ca / verify-full."""
-
-    ITEMS: ClassVar[Sequence[Item]] = ITEMS
-    BACKUP_TYPES: ClassVar = {
-        "log": "pg_stat_archiver.last_archived_time",
-        "archivelog": "pg_stat_archiver.last_archived_time",
-    }
-    ENGINE: ClassVar[str] = "PostgreSQL"
 
 
 def _sqlstate(exc: BaseException) -> str | None:
@@ -103,10 +87,10 @@ class PgConnection:
             self._conn.close()
 
 
-def connect(settings: DbSettings, password: str | None, login_s: float, deadline: float) -> DbConnection:
+def connect(db: DbSettings, password: str | None, login_s: float, deadline: float) -> DbConnection:
     import psycopg
 
-    assert isinstance(settings, Settings)
+    settings = cast("Settings", db)
     timeout_ms = max(int(settings.query_timeout * 1000), 1)
     conn = psycopg.connect(
         host=settings.host,

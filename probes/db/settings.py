@@ -1,8 +1,10 @@
 """Per-check configuration shared by the four database probes (pydantic).
 
-An engine's `Settings` extends `DbSettings` and sets `ITEMS` (its item table) and
-`BACKUP_TYPES`; a typo in an item name, a threshold key or an unsupported backup type is
-then a configuration error with its key path, not a silently ignored line.
+An engine's `Settings` (probes/db/<engine>_settings.py) extends `DbSettings` and sets `ITEMS`
+(its item table) and `BACKUP_TYPES`; a typo in an item name, a threshold key or an
+unsupported backup type is then a configuration error with its key path, not a silently
+ignored line. Only configuration validation imports this module: the probes run on the
+plain form of these models, whose behaviour lives in the mixins of probes/db/engine.py.
 """
 
 from __future__ import annotations
@@ -13,54 +15,26 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from probes.db.engine import DbSettingsMethods, ThresholdSpecMethods
 from probes.db.items import Item
-from probes.schedule import Schedule
-from probes.settings import Duration, ProbeSettings, SecretRef
-from probes.thresholds import Threshold
+from probes.settings import Duration, ProbeSettings, Schedule, SecretRef
 
-__all__ = ["BackupExpectation", "DbSettings", "ItemOverride", "ThresholdSpec", "parse_size"]
+__all__ = ["BackupExpectation", "BackupType", "DbSettings", "ItemOverride", "ThresholdSpec"]
 
 _HOST = re.compile(r"^[^\s/@]+$")
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?i?b?)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
-
-
-def parse_size(value: Any) -> float:
-    """'50G', '512 MB', '2TiB' or a number of bytes -> bytes (binary units, > 0)."""
-    if isinstance(value, bool):
-        raise ValueError("a size is a number of bytes or a string like '50G'")
-    if isinstance(value, int | float):
-        size = float(value)
-    elif isinstance(value, str) and (m := _SIZE.match(value)):
-        unit = (m.group(2) or "").lower().rstrip("b").rstrip("i")
-        size = float(m.group(1)) * _SIZE_UNITS[unit]
-    else:
-        raise ValueError(f"invalid size {value!r}: use bytes or a string like '50G', '512M'")
-    if size <= 0:
-        raise ValueError("a size must be greater than zero")
-    return size
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class ThresholdSpec(_Strict):
+class ThresholdSpec(ThresholdSpecMethods, _Strict):
     """Overrides an item's default threshold field by field: `{warn: 5}` keeps the default
     crit; `{crit: null}` removes it."""
 
     warn: float | None = None
     crit: float | None = None
     below: bool = False
-
-    def over(self, default: Threshold | None) -> Threshold:
-        base = default or Threshold()
-        given = self.model_fields_set
-        return Threshold(
-            warn=self.warn if "warn" in given else base.warn,
-            crit=self.crit if "crit" in given else base.crit,
-            below=self.below if "below" in given else base.below,
-        )
 
 
 class ItemOverride(_Strict):
@@ -80,7 +54,7 @@ class BackupExpectation(_Strict):
     grace: Duration = 3600.0
 
 
-class DbSettings(ProbeSettings):
+class DbSettings(DbSettingsMethods, ProbeSettings):
     host: str = Field(min_length=1, max_length=253)
     port: int | None = Field(None, ge=1, le=65535)
     """None: the engine's default port."""
@@ -130,6 +104,3 @@ class DbSettings(ProbeSettings):
                     f"(judged here: {supported}); watch the backup files with a backup-file check instead"
                 )
         return self
-
-    def overrides(self) -> dict[str, ItemOverride]:
-        return dict(self.items)
