@@ -79,8 +79,18 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def entry() -> None:
+    """The `sentinel` command and `python -m agent`: `main()`, allowed to replace the process.
+
+    On POSIX, `run` and `check` hand the process to the validator, which hands it back with the
+    validated configuration (agent.configload): one process at a time, never pydantic and the
+    running agent together. `main()` itself never replaces the process (tests call it)."""
+    raise SystemExit(main(exec_ok=True))
+
+
+def main(argv: Sequence[str] | None = None, *, exec_ok: bool = False) -> int:
+    raw_argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(raw_argv)
     if args.command == "ssh":
         # Recording a host key needs no configuration (it comes before the first SSH check).
         from agent import cli_ssh
@@ -90,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from agent.configload import ConfigLoadFailed
 
     try:
-        config = _load_config(args)
+        config = _load_config(args, raw_argv, exec_ok)
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_CONFIG
@@ -128,11 +138,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 _PLAIN_CONFIG_COMMANDS = ("run", "check")
 
 
-def _load_config(args: argparse.Namespace) -> Any:
+def _load_config(args: argparse.Namespace, raw_argv: list[str], exec_ok: bool) -> Any:
     if args.command in _PLAIN_CONFIG_COMMANDS:
-        from agent.configload import load_plain
+        from agent import configload
 
-        return load_plain(args.config)
+        handed = configload.FD_ENV in os.environ
+        validated = configload.take_validated(args.config)
+        if validated is not None:
+            return validated
+        if exec_ok and os.name == "posix" and not handed:
+            configload.exec_validating(args.config, raw_argv)
+        return configload.load_plain(args.config)
     from agent.config import load
 
     return load(args.config)

@@ -9,9 +9,11 @@ import json
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agent.availability_store import SubjectFigures
+if TYPE_CHECKING:
+    from agent.availability_store import SubjectFigures
+
 
 POLICY_ZH = {"unavailable": "未知时间计为不可用", "excluded": "未知时间不计入"}
 

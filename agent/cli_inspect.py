@@ -26,8 +26,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from agent.checks import run_checks_now
-
 EXIT_UNKNOWN_CHECK = 3
 """As `sentinel check` answers an unknown name (2 would read as CRIT)."""
 EXIT_REPORT = 4
@@ -74,6 +72,8 @@ def run(config: Any, args: argparse.Namespace) -> int:
     from agent.cli import _print_table, _result_json
 
     try:
+        from agent.checks import run_checks_now
+
         rows = run_checks_now(config, args.checks)
     except KeyError as exc:
         print(f"sentinel: unknown check(s): {exc.args[0]}", file=sys.stderr)

@@ -7,9 +7,11 @@ import getpass
 import json
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agent.store import Store
+if TYPE_CHECKING:
+    from agent.store import Store
+
 
 
 def _now_ms() -> int:
@@ -99,6 +101,8 @@ def add_parsers(sub: Any) -> None:
 
 
 def _writer(config: Any) -> Store:
+    from agent.store import Store
+
     return Store(config.storage.path)
 
 

@@ -1,12 +1,19 @@
 """The validated configuration for the monitoring process, with no pydantic or YAML in it.
 
-`sentinel run` and `sentinel check` call `load_plain()`: a helper process (this module run as
-`python -m agent.configload FILE`) parses and validates the file with the pydantic models and
-sends back the result as plain objects (probes.plain), or the `ConfigError` with every problem.
-The helper exits and takes pydantic's memory with it; the daemon stays within its budget.
+`sentinel run` and `sentinel check` never validate in their own process: the validating code
+(this module) reads and checks the file with the pydantic models and hands over the result as
+plain objects (probes.plain), or the `ConfigError` with every problem. Its memory goes with it;
+the monitoring process stays within its budget. Two ways, one validation:
 
-The helper inherits the environment and working directory, so `${ENV}` secret references and
-relative paths resolve as they would in-process. Only secret *references* cross the pipe.
+- `exec_validating()` (the `sentinel` command on POSIX): the process replaces itself by the
+  validator, which replaces itself by the agent and passes the result in an unlinked file whose
+  descriptor it names in SENTINEL_VALIDATED_FD. One process (one PID, for systemd too), and at no
+  moment both pydantic and the running agent in memory.
+- `load_plain()` (library callers, Windows): a helper child process, result over a pipe.
+
+Either way the validator inherits the environment and working directory, so `${ENV}` secret
+references and relative paths resolve as they would in-process. Only secret *references* are
+handed over, never values.
 """
 
 from __future__ import annotations
@@ -15,9 +22,10 @@ import os
 import pickle
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from agent.config_errors import ConfigError
 
@@ -32,12 +40,9 @@ class ConfigLoadFailed(RuntimeError):
 def load_plain(path: str | Path) -> Any:
     """The validated configuration at `path` as plain objects; raises ConfigError."""
     cmd = [sys.executable, "-m", "agent.configload", str(path)]
-    # No pydantic plugin may watch the validation (it would see secret references and cost
-    # memory for its entry-point scan).
-    env = {**os.environ, "PYDANTIC_DISABLE_PLUGINS": "__all__"}
     try:
         proc = subprocess.run(
-            cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=HELPER_TIMEOUT_S, check=False, env=env
+            cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=HELPER_TIMEOUT_S, check=False
         )
     except subprocess.TimeoutExpired:
         raise ConfigLoadFailed(f"validating {path} took longer than {HELPER_TIMEOUT_S:g} s") from None
@@ -55,27 +60,79 @@ def load_plain(path: str | Path) -> Any:
     return result
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 1:
-        print("usage: python -m agent.configload CONFIG_FILE", file=sys.stderr)
-        return 2
+FD_ENV = "SENTINEL_VALIDATED_FD"
+_EXEC_FLAG = "--exec"
+
+
+def exec_validating(config_path: str, agent_args: Sequence[str]) -> NoReturn:
+    """Replace this process by the validator; it runs `python -m agent AGENT_ARGS` next."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "agent.configload", _EXEC_FLAG, config_path, *agent_args])
+
+
+def take_validated(config_path: str) -> Any:
+    """The configuration the validator handed to this process, or None if it did not.
+
+    The variable is removed at once so no child (a report process) mistakes it for its own."""
+    fd = os.environ.pop(FD_ENV, None)
+    if fd is None:
+        return None
+    with os.fdopen(int(fd), "rb") as fh:
+        # Written by the validator that exec'd this very process: trusted input.
+        path, result = pickle.load(fh)
+    return result if path == config_path else None
+
+
+def _validate(path: str) -> Any:
+    """The plain configuration, or the ConfigError, of the file at `path`."""
     # Validation never hashes, but pydantic imports `secrets`, whose hmac import would load
     # OpenSSL's libcrypto: 3.5 MiB resident in this short-lived process for nothing. Without
     # `_hashlib`, hashlib and hmac fall back to CPython's built-in implementations.
     sys.modules.setdefault("_hashlib", None)  # type: ignore[arg-type]
+    # No pydantic plugin may watch the validation (it would see secret references and cost
+    # memory for its entry-point scan).
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     from agent.config_yaml import read_file
 
     try:
         # The file is read before pydantic is imported: YAML's node tree is gone by the time
         # the models are built, and its memory is reused for them.
-        raw, lines = read_file(args[0])
+        raw, lines = read_file(path)
         from agent.config import validate
         from probes.plain import to_plain
 
-        result: Any = to_plain(validate(raw, lines, args[0], base_dir=Path.cwd()))
+        return to_plain(validate(raw, lines, path, base_dir=Path.cwd()))
     except ConfigError as exc:
-        result = exc
+        return exc
+
+
+def _exec_agent(path: str, agent_args: list[str]) -> NoReturn:
+    had_plugins_env = "PYDANTIC_DISABLE_PLUGINS" in os.environ
+    result = _validate(path)
+    if isinstance(result, ConfigError):
+        print(result.render(), file=sys.stderr)
+        sys.exit(2)
+    fh = tempfile.TemporaryFile()  # noqa: SIM115 - stays open: the exec'd process reads it
+    pickle.dump((path, result), fh, protocol=pickle.HIGHEST_PROTOCOL)
+    fh.flush()
+    fh.seek(0)
+    os.set_inheritable(fh.fileno(), True)
+    env = dict(os.environ)
+    env[FD_ENV] = str(fh.fileno())
+    if not had_plugins_env:
+        env.pop("PYDANTIC_DISABLE_PLUGINS", None)
+    os.execve(sys.executable, [sys.executable, "-m", "agent", *agent_args], env)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) >= 2 and args[0] == _EXEC_FLAG:
+        _exec_agent(args[1], args[2:])
+    if len(args) != 1:
+        print("usage: python -m agent.configload CONFIG_FILE", file=sys.stderr)
+        return 2
+    result = _validate(args[0])
     # Written in pieces straight to the pipe: a pickle of a large site in one bytes object
     # would raise this process's peak memory, which counts against the agent's budget.
     pickle.dump(result, sys.stdout.buffer, protocol=pickle.HIGHEST_PROTOCOL)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from agent import cli_inspect
+from agent.checks import run_checks_now
 from agent.config import parse
 from agent.store import Store, acquire_lock
 from probes.base import Status
@@ -68,14 +69,14 @@ def have_archive() -> bool:
 
 def test_run_checks_now_runs_the_named_checks_and_reports_each(tmp_path: Path, listening: int) -> None:
     config = make_config(tmp_path, listening, closed_port())
-    rows = cli_inspect.run_checks_now(config, [])
+    rows = run_checks_now(config, [])
     assert [n for n, _ in rows] == ["his-db-port", "lis-mllp"]
     statuses = dict((n, r.status) for n, r in rows)
     assert statuses == {"his-db-port": Status.OK, "lis-mllp": Status.CRIT}
-    only = cli_inspect.run_checks_now(config, ["his-db-port"])
+    only = run_checks_now(config, ["his-db-port"])
     assert [n for n, _ in only] == ["his-db-port"]
     with pytest.raises(KeyError):
-        cli_inspect.run_checks_now(config, ["no-such-check"])
+        run_checks_now(config, ["no-such-check"])
 
 
 def test_unknown_check_name_exits_3_like_sentinel_check(

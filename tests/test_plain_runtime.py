@@ -221,6 +221,25 @@ print(json.dumps({"rc": rc, "heavy": heavy}))
 """
 
 
+def test_the_command_validates_in_the_same_process_and_runs_the_checks(tmp_path: Path) -> None:
+    """`python -m agent check`: the process becomes the validator and then the agent again."""
+    with http_server() as srv:
+        path = tmp_path / "one.yaml"
+        path.write_text(
+            f"site: {{name: X}}\nchecks:\n  - {{name: web, kind: http, url: 'http://127.0.0.1:{srv.server_port}/'}}\n"
+            "  - {name: gone, kind: tcp, host: 127.0.0.1, port: 1}\n",
+            encoding="utf-8",
+        )
+        proc = subprocess.run(
+            [sys.executable, "-m", "agent", "-c", str(path), "check", "--json"],
+            check=False, capture_output=True, text=True, cwd=tmp_path, timeout=60,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )  # fmt: skip
+    rows = {r["check"]: r["status"] for r in json.loads(proc.stdout)}
+    assert rows == {"web": "OK", "gone": "CRIT"}
+    assert proc.returncode == 2  # the worst status, Nagios-style
+
+
 def test_a_check_round_loads_neither_pydantic_nor_yaml(rich: Path, tmp_path: Path) -> None:
     with http_server() as srv:
         cfg = RICH.replace("http://127.0.0.1:1/healthz", f"http://127.0.0.1:{srv.server_port}/")
@@ -283,10 +302,15 @@ def test_the_running_daemon_never_maps_pydantic_or_yaml(tmp_path: Path) -> None:
             proc = agent.start()
             agent.wait_results(6, 60)
             libs = _mapped_libraries(proc.pid)
+            # One process: the validator replaced itself by the agent (same PID), no helper left.
+            children = "".join(p.read_text() for p in Path(f"/proc/{proc.pid}/task").glob("*/children"))
+            cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")
             rc, _took = agent.stop()
         finally:
             agent.kill()
     assert rc == 0, agent.text_log()
+    assert children.strip() == ""
+    assert cmdline[1:3] == [b"-m", b"agent"] and b"run" in cmdline
     assert any("_sqlite3" in lib for lib in libs)  # the probe of the maps file works
     heavy = [lib for lib in libs if "pydantic_core" in lib or "_yaml" in lib]
     assert heavy == [], heavy
