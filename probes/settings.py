@@ -8,6 +8,7 @@ imports this module; the plain values (`Secret`, `parse_duration`, ...) live in
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, PlainSerializer
@@ -25,6 +26,7 @@ from probes.values import (
 __all__ = [
     "Duration",
     "Encoding",
+    "HostName",
     "ProbeSettings",
     "Regex",
     "Secret",
@@ -43,6 +45,18 @@ Regex = Annotated[str, AfterValidator(check_regex)]
 
 Encoding = Annotated[str, AfterValidator(check_encoding)]
 """A text encoding Python knows ('utf-8', 'gbk' for Chinese Windows tools), kept as written."""
+
+_HOST = re.compile(r"^[^\s/@]+$")
+
+
+def _check_host(v: str) -> str:
+    if not _HOST.match(v):
+        raise ValueError("host must be a host name or IP address, without scheme, path or spaces")
+    return v.strip("[]")
+
+
+HostName = Annotated[str, AfterValidator(_check_host)]
+"""A host name or IP address (IPv6 with or without brackets), no scheme, path or credentials."""
 
 SecretRef = Annotated[
     Secret,

@@ -5,20 +5,17 @@ The probe itself (probes.tcp) runs on its plain form; see probes.plain.
 
 from __future__ import annotations
 
-import re
-
 from pydantic import Field, field_validator, model_validator
 
-from probes.settings import Duration, ProbeSettings, Regex
+from probes.settings import Duration, HostName, ProbeSettings, Regex
 from probes.tcp import _parse_hex, decode_escapes
 
 __all__ = ["Settings"]
 
-_HOST = re.compile(r"^[^\s/@]+$")
 
 
 class Settings(ProbeSettings):
-    host: str = Field(min_length=1, max_length=253)
+    host: HostName = Field(min_length=1, max_length=253)
     port: int = Field(ge=1, le=65535)
     send: str | None = None
     send_hex: str | None = None
@@ -26,13 +23,6 @@ class Settings(ProbeSettings):
     expect_regex: Regex | None = None
     latency_warn: Duration | None = None
     latency_crit: Duration | None = None
-
-    @field_validator("host")
-    @classmethod
-    def _check_host(cls, v: str) -> str:
-        if not _HOST.match(v):
-            raise ValueError("host must be a host name or IP address, without scheme, path or spaces")
-        return v.strip("[]")
 
     @field_validator("send", "expect")
     @classmethod

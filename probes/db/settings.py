@@ -9,19 +9,17 @@ plain form of these models, whose behaviour lives in the mixins of probes/db/eng
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from probes.db.engine import DbSettingsMethods, ThresholdSpecMethods
 from probes.db.items import Item
-from probes.settings import Duration, ProbeSettings, Schedule, SecretRef
+from probes.settings import Duration, HostName, ProbeSettings, Schedule, SecretRef
 
 __all__ = ["BackupExpectation", "BackupType", "DbSettings", "ItemOverride", "ThresholdSpec"]
 
-_HOST = re.compile(r"^[^\s/@]+$")
 
 
 class _Strict(BaseModel):
@@ -55,7 +53,7 @@ class BackupExpectation(_Strict):
 
 
 class DbSettings(DbSettingsMethods, ProbeSettings):
-    host: str = Field(min_length=1, max_length=253)
+    host: HostName = Field(min_length=1, max_length=253)
     port: int | None = Field(None, ge=1, le=65535)
     """None: the engine's default port."""
     user: str = Field(min_length=1)
@@ -75,13 +73,6 @@ class DbSettings(DbSettingsMethods, ProbeSettings):
     BACKUP_TYPES: ClassVar[Mapping[BackupType, str]] = {}
     """Backup types the engine can judge from the server's own records -> where they come from."""
     ENGINE: ClassVar[str] = "database"
-
-    @field_validator("host")
-    @classmethod
-    def _check_host(cls, v: str) -> str:
-        if not _HOST.match(v):
-            raise ValueError("host must be a host name or IP address, without scheme, path or spaces")
-        return v.strip("[]")
 
     @model_validator(mode="after")
     def _check_items_and_backups(self) -> DbSettings:
