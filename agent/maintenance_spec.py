@@ -4,9 +4,9 @@ add`). The schedule logic that uses it is in agent.maintenance, free of pydantic
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
 from agent.maintenance import (
     MAX_CRON_PER_WEEK,
@@ -20,11 +20,16 @@ from agent.maintenance import (
 from agent.model import Model
 from probes.settings import Duration
 
+TimeOfDay = Annotated[str, BeforeValidator(parse_hhmm)]
+"""'HH:MM' in site time, normalised to two-digit hours."""
+RecurringDuration = Annotated[Duration, AfterValidator(recurring_duration)]
+"""How long each occurrence of a recurring window lasts (at most 31 days)."""
+
 
 class Weekly(Model):
     days: list[Weekday] = Field(min_length=1)
-    at: str
-    duration: Duration
+    at: TimeOfDay
+    duration: RecurringDuration
 
     @field_validator("days", mode="before")
     @classmethod
@@ -35,21 +40,11 @@ class Weekly(Model):
             return [d.strip().lower() if isinstance(d, str) else d for d in v]
         return v
 
-    @field_validator("at", mode="before")
-    @classmethod
-    def _at(cls, v: Any) -> str:
-        return parse_hhmm(v)
-
-    @field_validator("duration")
-    @classmethod
-    def _dur(cls, v: float) -> float:
-        return recurring_duration(v)
-
 
 class Monthly(Model):
     day: int | Literal["last"]
-    at: str
-    duration: Duration
+    at: TimeOfDay
+    duration: RecurringDuration
 
     @field_validator("day", mode="before")
     @classmethod
@@ -59,16 +54,6 @@ class Monthly(Model):
         if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 31:
             raise ValueError(f"day must be 1..31 or 'last' (got {v!r})")
         return v
-
-    @field_validator("at", mode="before")
-    @classmethod
-    def _at(cls, v: Any) -> str:
-        return parse_hhmm(v)
-
-    @field_validator("duration")
-    @classmethod
-    def _dur(cls, v: float) -> float:
-        return recurring_duration(v)
 
 
 

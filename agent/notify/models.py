@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 from agent.model import Model
 from agent.notify.channels import DeliveryError, check_mobile
@@ -121,31 +121,29 @@ class EmailChannel(EmailMethods, ChannelBase):
         return self
 
 
+def _mobiles(v: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(check_mobile(m) for m in v)
+
+
+Mobiles = Annotated[tuple[str, ...], AfterValidator(_mobiles)]
+"""Mobile numbers a robot message @-mentions (checked, as the robots need them)."""
+
+
 class DingTalkChannel(ChannelBase):
     type: Literal["dingtalk"]
     webhook: SecretRef
     """The robot's webhook URL (with its access_token), e.g. '${DINGTALK_WEBHOOK}'."""
     secret: SecretRef | None = None
     """The 加签 secret ('SEC…') when the robot's security setting is signing."""
-    mention_mobiles: tuple[str, ...] = ()
+    mention_mobiles: Mobiles = ()
     at_all: bool = False
-
-    @field_validator("mention_mobiles")
-    @classmethod
-    def _mobiles(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(check_mobile(m) for m in v)
 
 
 class WeComChannel(ChannelBase):
     type: Literal["wecom"]
     webhook: SecretRef
     """The robot's webhook URL (with its key), e.g. '${WECOM_WEBHOOK}'."""
-    mention_mobiles: tuple[str, ...] = ()
-
-    @field_validator("mention_mobiles")
-    @classmethod
-    def _mobiles(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(check_mobile(m) for m in v)
+    mention_mobiles: Mobiles = ()
 
 
 class WebhookChannel(ChannelBase):
