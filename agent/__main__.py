@@ -1,3 +1,3 @@
-from agent.cli import entry
+from agent.cli.main import entry
 
 entry()

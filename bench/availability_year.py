@@ -33,9 +33,9 @@ from zoneinfo import ZoneInfo
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from agent import evidence as E  # noqa: E402
-from agent.state import Change, CheckState  # noqa: E402
-from agent.store import Store  # noqa: E402
+from agent.store import evidence as E  # noqa: E402
+from agent.state.machine import Change, CheckState  # noqa: E402
+from agent.store.db import Store  # noqa: E402
 from probes.base import CheckResult, Metric, Status  # noqa: E402
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -208,7 +208,7 @@ def main() -> int:
         Path(str(db) + suffix).unlink(missing_ok=True)
     cfg_path = out / "year.yaml"
     cfg_path.write_text(config_yaml(db, args.checks, args.systems), encoding="utf-8")
-    from agent.config import load
+    from agent.config.schema import load
 
     config = load(str(cfg_path))
     names = [c.name for c in config.checks]
@@ -262,7 +262,7 @@ def main() -> int:
           f"{sum(t.pruned for t in full.tables) / 1e6:.1f} M pruned rows behind "
           f"{sum(t.checkpoints for t in full.tables)} checkpoints")  # fmt: skip
 
-    from agent.availability_store import system_figures
+    from agent.availability.gather import system_figures
 
     t0 = time.perf_counter()
     figs = system_figures(reader, config, YEAR_START, now, now, with_verdict=False)

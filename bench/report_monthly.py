@@ -73,7 +73,7 @@ def _iso(t: int) -> str:
 
 
 def seed(db: Path, config: object) -> None:
-    from agent.store import Store
+    from agent.store.db import Store
 
     rnd = random.Random(7)
     store = Store(db)
@@ -242,11 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reseed", action="store_true")
     ap.add_argument("--limit", type=float, default=10.0, help="seconds allowed for HTML + PDF (default 10)")
     args = ap.parse_args(argv)
-    from agent.config import parse
-    from agent.periods import parse_period
+    from agent.config.schema import parse
+    from agent.clock.periods import parse_period
     from agent.reports.archive import publish
     from agent.reports.periodic import build_periodic
-    from agent.store import Store
+    from agent.store.db import Store
 
     out = args.db.with_suffix(".reports")
     config = parse(config_text(args.db, out), base_dir=args.db.parent)

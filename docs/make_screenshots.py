@@ -116,12 +116,12 @@ def demo(out: Path) -> list[Path]:
     """Seed the test suite's demo year into a temporary store and picture its reports."""
     root = DOCS.parent
     sys.path.insert(0, str(root))
-    from agent.periods import parse_period
+    from agent.clock.periods import parse_period
     from agent.reports.acceptance import build_acceptance
     from agent.reports.archive import publish
     from agent.reports.periodic import build_periodic
-    from agent.store import Store
-    from tests import report_seed
+    from agent.store.db import Store
+    from tests.helpers import report_seed
 
     with tempfile.TemporaryDirectory(prefix="sentinel-demo-") as tmp:
         seeded = report_seed.seed(Path(tmp))

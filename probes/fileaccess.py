@@ -35,7 +35,7 @@ from probes.base import ProbeContext
 if TYPE_CHECKING:
     import paramiko
 
-    from probes.sshconn_settings import SshSettings
+    from probes.ssh.settings import SshSettings
 
 __all__ = [
     "AccessError",
@@ -403,7 +403,7 @@ def open_access(ssh: SshSettings | None, ctx: ProbeContext, deadline: float) -> 
     if ssh is None:
         yield LocalAccess()
         return
-    from probes.sshconn import SshError, ssh_session
+    from probes.ssh.conn import SshError, ssh_session
 
     with ssh_session(ssh, ctx, deadline) as session:
         sftp = session.sftp()

@@ -37,7 +37,7 @@ KINDS: Mapping[str, str] = {
     "plugin": "probes.plugin",
     "service": "probes.service",
     "backup_files": "probes.backup_files",
-    "log": "probes.logscan",
+    "log": "probes.log",
     "postgres": "probes.db.postgres",
     "mysql": "probes.db.mysql",
     "oracle": "probes.db.oracle",
@@ -48,11 +48,11 @@ KINDS: Mapping[str, str] = {
 
 
 def module(kind: str) -> ModuleType:
-    return importlib.import_module(KINDS[kind])
+    return importlib.import_module(KINDS[kind] + ".probe")
 
 
 def settings_module(kind: str) -> ModuleType:
-    return importlib.import_module(KINDS[kind] + "_settings")
+    return importlib.import_module(KINDS[kind] + ".settings")
 
 
 def settings_model(kind: str) -> type[ProbeSettings]:

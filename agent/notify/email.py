@@ -50,8 +50,8 @@ from typing import TYPE_CHECKING, Any
 
 from agent.notify.channels import DeliveryError, Message, reveal, scrub
 from agent.notify.rules import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PORTS, EmailMethods, parse_addresses
-from probes.http import tls_context
-from probes.tcp import describe_connect_error, hostport
+from probes.http.probe import tls_context
+from probes.tcp.probe import describe_connect_error, hostport
 
 if TYPE_CHECKING:
     from agent.notify.models import EmailChannel

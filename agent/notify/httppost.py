@@ -28,8 +28,8 @@ from urllib.parse import urlsplit
 
 from agent.notify.channels import DeliveryError, scrub
 from agent.notify.rules import split_url
-from probes.http import DeadlineSocket, tls_context
-from probes.tcp import describe_connect_error, open_connection
+from probes.http.probe import DeadlineSocket, tls_context
+from probes.tcp.probe import describe_connect_error, open_connection
 
 __all__ = ["Reply", "check_errcode", "post_json", "split_url", "url_secrets"]
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
-from agent.model import Model
+from agent.config.base import Model
 from agent.notify.channels import DeliveryError, check_mobile
 from agent.notify.rules import (
     DEFAULT_MAX_MESSAGE_BYTES,

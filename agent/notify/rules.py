@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from agent.notify.channels import DeliveryError
 from probes.plain import Methods
-from probes.tcp import hostport
+from probes.tcp.probe import hostport
 
 DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 DEFAULT_MAX_MESSAGE_BYTES = 20 * 1024 * 1024

@@ -26,7 +26,7 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from agent.faults import LEVEL_NAMES
+from agent.faults.records import LEVEL_NAMES
 from agent.notify.channels import DeliveryError, Message, reveal
 from agent.notify.httppost import http_status_error, post_json
 from probes.values import Secret

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.periods import Period
+from agent.clock.periods import Period
 from agent.reports import avail, common, faultstats
 from agent.reports.avail import Progress
-from agent.store import Store
+from agent.store.db import Store
 
 
 def build_acceptance(

@@ -22,7 +22,7 @@ from agent.reports import charts as charts_mod
 from agent.reports.daily import MAX_CHANGE_ROWS, _atomic_write, utc_offset
 from agent.reports.i18n import WEEKDAYS_ZH
 from agent.reports.render import render
-from agent.store import Store
+from agent.store.db import Store
 
 log = logging.getLogger("sentinel.reports")
 

@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from fractions import Fraction
 from typing import Any
 
-from agent.availability_store import SubjectFigures, check_figures, system_figures
-from agent.store import Store
+from agent.availability.gather import SubjectFigures, check_figures, system_figures
+from agent.store.db import Store
 
 Progress = Callable[[int, int, str], None]
 """(done, total, what) — the CLI draws a bar on stderr; builders never print."""

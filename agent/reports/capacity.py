@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from agent.store import Store
+from agent.store.db import Store
 
 # Metric families that describe space: (GLOB for the index range, kind).
 _FAMILIES = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import agent
-from agent.store import Store
+from agent.store.db import Store
 
 DATA_VERSION = 2
 """Bumped when the shape of the data changes, so archived reports can be told apart.
@@ -27,7 +27,7 @@ KINDS = tuple(TITLES)
 def chain_head(store: Store) -> dict[str, Any] | None:
     """The evidence chain head the figures were computed from; None before the chain exists."""
     try:
-        from agent import evidence
+        from agent.store import evidence
     except ImportError:
         return None
     head = evidence.head(store)

@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from agent.reports import dbsection
-from agent.store import Store
-from agent.timeutil import to_ms
+from agent.store.db import Store
+from agent.clock.timeutil import to_ms
 
 DAY_MS = 86_400_000
 

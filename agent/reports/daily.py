@@ -28,8 +28,8 @@ from typing import Any
 from agent.reports import avail, common, dbsection, faultstats
 from agent.reports.i18n import WEEKDAYS_ZH
 from agent.reports.render import render
-from agent.store import AgentRun, CurrentState, Interval, Store, StoredResult
-from agent.timeutil import day_bounds
+from agent.store.db import AgentRun, CurrentState, Interval, Store, StoredResult
+from agent.clock.timeutil import day_bounds
 from probes.base import Status, worst
 
 log = logging.getLogger("sentinel.reports")

@@ -18,7 +18,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from agent.timeutil import to_ms
+from agent.clock.timeutil import to_ms
 
 
 def _iso_ms(text: Any) -> int | None:

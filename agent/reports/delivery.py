@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.notify.channels import DeliveryError, Message
-from agent.outbox import Sender, SendError
-from agent.store import Store
+from agent.notify.outbox import Sender, SendError
+from agent.store.db import Store
 
 if TYPE_CHECKING:
     from agent.reports.archive import ArchivedReport
@@ -341,8 +341,8 @@ def deliver_unless_agent_runs(config: Any, store: Store, archived: ArchivedRepor
     import os
     import time
 
-    from agent.outbox import Dispatcher
-    from agent.store import StoreLocked, acquire_lock
+    from agent.notify.outbox import Dispatcher
+    from agent.store.db import StoreLocked, acquire_lock
 
     try:
         fd = acquire_lock(Path(config.storage.path))
@@ -480,7 +480,7 @@ def load_report_message(payload: ReportPayload, settings: Any) -> Message:
 
 def make_sender(channels: Mapping[str, Any]) -> Sender:
     """The outbox sender for fault notices AND reports: use it in place of alerts.make_sender."""
-    from agent.alerts import make_sender as alert_sender
+    from agent.faults.notices import make_sender as alert_sender
     from agent.notify import send
 
     fallback: Callable[[str, str], str] = alert_sender(channels)

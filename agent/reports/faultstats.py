@@ -14,8 +14,8 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from agent.faults import Fault, list_faults
-from agent.periods import parse_period
+from agent.faults.records import Fault, list_faults
+from agent.clock.periods import parse_period
 from agent.reports.i18n import FAULT_TYPES, LEVEL_ZH
 
 
@@ -167,7 +167,7 @@ def recovered_between(
             (start_ms, end_ms),
         )
     ]
-    from agent.faults import get_fault
+    from agent.faults.records import get_fault
 
     out = []
     for i in ids:

@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from agent.periods import parse_period
+from agent.clock.periods import parse_period
 from agent.reports import avail, capacity, common, completion, dbsection, faultstats, risks
 from agent.reports.daily import disk_rows, metric_value
-from agent.store import Store
+from agent.store.db import Store
 from probes.base import CheckResult
 
 HORIZON_DAYS = 14

@@ -13,10 +13,10 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
-from agent.periods import Period
+from agent.clock.periods import Period
 from agent.reports import avail, capacity, common, completion, faultstats, risks
 from agent.reports.avail import Progress
-from agent.store import Store
+from agent.store.db import Store
 
 PERIOD_KINDS = ("weekly", "monthly", "quarterly", "yearly")
 HORIZON_DAYS = {"weekly": 7, "monthly": 31, "quarterly": 92, "yearly": 365}

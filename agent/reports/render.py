@@ -19,7 +19,7 @@ import jinja2
 
 import agent
 from agent.reports.i18n import LEVEL_ZH, translate
-from agent.timeutil import fmt_duration, fmt_local
+from agent.clock.timeutil import fmt_duration, fmt_local
 from probes.base import Status
 
 _UTC = ZoneInfo("UTC")

@@ -13,7 +13,7 @@ from typing import Any
 
 from agent.reports import dbsection
 from agent.reports.capacity import latest_metric
-from agent.store import Store
+from agent.store.db import Store
 from probes.base import Status
 
 RATING_ORDER = {"高": 0, "中": 1, "低": 2}

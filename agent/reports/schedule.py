@@ -36,10 +36,10 @@ from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
-from agent.workcal import WorkCalendar
+from agent.clock.workcal import WorkCalendar
 
 if TYPE_CHECKING:
-    from agent.config import ReportSchedule
+    from agent.config.schema import ReportSchedule
 
 __all__ = [
     "HOLIDAY_NAMES_ZH",

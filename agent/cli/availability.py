@@ -1,0 +1,329 @@
+"""`sentinel availability` and `sentinel exclusions`: the contract figure with its formula,
+and the force-majeure ledger it excludes."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent.availability.gather import SubjectFigures
+
+
+POLICY_ZH = {"unavailable": "未知时间计为不可用", "excluded": "未知时间不计入"}
+
+
+def add_parsers(sub: Any) -> None:
+    a = sub.add_parser(
+        "availability",
+        help="availability (可用率) per business system or check, with the formula and outages",
+        description="Availability = available time ÷ (planned operating time − maintenance − force "
+        "majeure) × 100 %%. Unknown time (agent down, probe could not run) is shown separately and "
+        "enters the figure by availability.unknown_policy; both figures are always printed.",
+    )
+    a.add_argument("--system", action="append", help="only this business system (repeatable)")
+    a.add_argument("--check", help="one check's own availability instead of the systems'")
+    a.add_argument(
+        "--period",
+        help="2026, 2026-11, 2026-Q4, 2026-W48, 2026-11-23 or FROM..TO in the site's time zone "
+        "(default: this year so far)",
+    )
+    a.add_argument("--policy", choices=["unavailable", "excluded"], help="override unknown_policy")
+    a.add_argument("--at", help="compute as of this local time 'YYYY-MM-DD HH:MM' (default: now)")
+    fmt = a.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print JSON")
+    fmt.add_argument("--csv", action="store_true", help="print every outage and exclusion as CSV")
+
+    e = sub.add_parser("exclusions", help="force-majeure ledger (不可抗力): add, list, remove")
+    es = e.add_subparsers(dest="exclusions_command", metavar="ACTION", required=True)
+    add = es.add_parser("add", help="record agreed force majeure (excluded from availability)")
+    add.add_argument("--name", required=True)
+    add.add_argument("--start", required=True, help="'YYYY-MM-DD HH:MM' site time")
+    add.add_argument("--end", required=True, help="'YYYY-MM-DD HH:MM' site time")
+    add.add_argument("--system", action="append", default=[], help="affected system (default: all)")
+    add.add_argument("--reason", required=True, help="what happened (e.g. 市电中断，供电局计划外停电)")
+    add.add_argument("--approved-by", required=True, help="who agreed, both parties (甲方：…；乙方：…)")
+    add.add_argument("--by", help="who records it (default: the login name)")
+    lst = es.add_parser("list", help="list the ledger")
+    lst.add_argument("--all", action="store_true", help="include withdrawn records and the change log")
+    lst.add_argument("--json", action="store_true")
+    rm = es.add_parser("remove", help="withdraw a record (it stays in the ledger)")
+    rm.add_argument("name")
+    rm.add_argument("--reason", required=True, help="why it is withdrawn")
+    rm.add_argument("--by", help="who withdraws it (default: the login name)")
+
+
+# ------------------------------------------------------------------------- formatting
+
+
+def hms(ms: int) -> str:
+    """Hours may exceed 24: '720:00:00' is what a planned month looks like."""
+    s = ms // 1000
+    sign = "-" if s < 0 else ""
+    s = abs(s)
+    return f"{sign}{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def _secs(ms: int) -> str:
+    return f"{ms / 1000:,.0f} s" if ms % 1000 == 0 else f"{ms / 1000:,.3f} s"
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{v:.3f}%"
+
+
+def _local(ms: int, tz: Any) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def render_text(items: Sequence[SubjectFigures], period: Any, tz: Any, now_ms: int, head: str | None) -> str:
+    out: list[str] = []
+    for it in items:
+        title = "业务系统" if it.kind == "system" else "检查项"
+        out.append(f"{title} {it.subject}（目标 {it.target_pct:g}%）  期间 {period.describe()}（{tz.key}）")
+        if it.redundancy:
+            groups = "；".join(f"{'/'.join(c)} 中至少 {k} 个" for c, k in it.redundancy)
+            out.append(f"  冗余组: {groups}")
+        if it.figures is None:
+            out.append(f"  {it.note or '期间内没有可计算的数据'}")
+            out.append("")
+            continue
+        f = it.figures
+        out += [
+            f"  计划运行时间  {hms(f.planned_ms):>12}  ({_secs(f.planned_ms)})",
+            f"  排除时间      {hms(f.excluded_ms):>12}  (计划维护 {hms(f.maintenance_ms)}，"
+            f"不可抗力 {hms(f.force_majeure_ms)})",
+            f"  可用时间      {hms(f.available_ms):>12}",
+            f"  不可用时间    {hms(f.unavailable_ms):>12}",
+            f"  未知时间      {hms(f.unknown_ms):>12}  (监测覆盖率 {_pct(f.coverage_pct)})",
+        ]
+        den = f.accountable_ms if it.policy == "unavailable" else f.accountable_ms - f.unknown_ms
+        minus_unknown = "" if it.policy == "unavailable" else " − 未知时间"
+        out += [
+            f"  可用率 = 可用时间 ÷ (计划运行时间 − 排除时间{minus_unknown}) × 100%",
+            f"         = {_secs(f.available_ms)} ÷ {_secs(den)} × 100% = {_pct(it.availability())}",
+            f"  两种口径: 未知计为不可用 {_pct(f.availability_pct)}；未知不计入 "
+            f"{_pct(f.availability_excluded_pct)}（本报告采用: {POLICY_ZH[it.policy]}）",
+        ]
+        v = it.verdict
+        if v is not None:
+            status = "—" if v.passed is None else ("达标" if v.passed else "未达标")
+            out.append(f"  年度结论: {status}（年初至今 {_pct(v.availability_pct)}，目标 {v.target_pct:g}%）")
+            line = (
+                f"  可用时间余量: 全年允许 {hms(v.allowed_ms)}，已用 {hms(v.used_ms)}，"
+                f"剩余 {hms(v.remaining_ms)}"
+            )
+            if v.exhausted:
+                line += "（已用尽）"
+            elif v.exhaust_date is not None:
+                line += f"，按当前速率将于 {v.exhaust_date:%Y-%m-%d} 用尽"
+            out.append(line)
+        out.append(f"  停机记录（{len(it.outages)} 次）:")
+        for o in it.outages:
+            fault = f"  故障 {o.fault}" if o.fault else ""
+            cause = f"  原因: {o.cause}" if o.cause else ""
+            out.append(
+                f"    {_local(o.start_ms, tz)} ~ {_local(o.end_ms, tz)}  {hms(o.duration_ms)}  "
+                f"{','.join(o.checks)}{fault}{cause}"
+            )
+        out.append(f"  排除记录（{len(it.exclusions)} 条）:")
+        for x in it.exclusions:
+            kind = "计划维护" if x.kind == "maintenance" else "不可抗力"
+            out.append(
+                f"    {kind} {x.name}  {_local(x.start_ms, tz)} ~ {_local(x.end_ms, tz)}  "
+                f"原因: {x.reason}  批准: {x.approved_by}"
+            )
+        out.append("")
+    out.append(f"计算时间 {_local(now_ms, tz)}" + (f"；证据链头 {head}" if head else ""))
+    return "\n".join(out)
+
+
+def as_json(items: Sequence[SubjectFigures], period: Any, now_ms: int, head: str | None) -> dict[str, Any]:
+    return {
+        "period": {"label": period.label, "start_ms": period.start_ms, "end_ms": period.end_ms},
+        "computed_at_ms": now_ms,
+        "evidence_head": head,
+        "subjects": [it.as_dict() for it in items],
+    }
+
+
+def write_csv(items: Sequence[SubjectFigures], tz: Any, stream: Any) -> None:
+    w = csv.writer(stream)
+    w.writerow(
+        ["record", "subject", "start", "end", "duration_s", "checks", "fault", "kind", "name",
+         "reason_or_cause", "approved_by", "availability_pct"]
+    )  # fmt: skip
+    for it in items:
+        if it.figures is not None:
+            w.writerow(
+                ["summary", it.subject, "", "", it.figures.planned_ms / 1000, "", "", it.policy, "", "", "",
+                 "" if it.availability() is None else f"{it.availability():.6f}"]
+            )  # fmt: skip
+        for o in it.outages:
+            w.writerow(
+                ["outage", it.subject, _local(o.start_ms, tz), _local(o.end_ms, tz), o.duration_ms / 1000,
+                 " ".join(o.checks), o.fault or "", "", "", o.cause or "", "", ""]
+            )  # fmt: skip
+        for x in it.exclusions:
+            w.writerow(
+                ["exclusion", it.subject, _local(x.start_ms, tz), _local(x.end_ms, tz),
+                 (x.end_ms - x.start_ms) / 1000, "", "", x.kind, x.name, x.reason, x.approved_by, ""]
+            )  # fmt: skip
+
+
+# ------------------------------------------------------------------------- commands
+
+
+def _now_ms(config: Any, at: str | None) -> int:
+    if not at:
+        return int(datetime.now(UTC).timestamp() * 1000)
+    local = datetime.fromisoformat(at.strip().replace(" ", "T"))
+    if local.tzinfo is None:
+        local = local.replace(tzinfo=config.site.tz)
+    return int(local.timestamp() * 1000)
+
+
+def cmd_availability(config: Any, args: argparse.Namespace) -> int:
+    from agent.availability.gather import check_figures, system_figures
+    from agent.clock.periods import PeriodError, parse_period
+    from agent.store.db import Store
+
+    tz = config.site.tz
+    try:
+        now_ms = _now_ms(config, args.at)
+        period = parse_period(args.period or str(datetime.fromtimestamp(now_ms / 1000, tz).year), tz)
+    except (PeriodError, ValueError) as exc:
+        print(f"sentinel: {exc}", file=sys.stderr)
+        return 2
+    unknown = [s for s in args.system or [] if config.system(s) is None]
+    if args.check and args.check not in config.check_map:
+        unknown.append(args.check)
+    if unknown:
+        print(f"sentinel: not in the configuration: {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    store = Store(config.storage.path, readonly=True)
+    try:
+        if args.check:
+            items = [
+                check_figures(store, config, args.check, period.start_ms, period.end_ms, now_ms, args.policy)
+            ]
+        else:
+            items = system_figures(
+                store, config, period.start_ms, period.end_ms, now_ms, args.system, args.policy
+            )
+        head = _evidence_head(store)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(as_json(items, period, now_ms, head), ensure_ascii=False, indent=2, default=str))
+    elif args.csv:
+        write_csv(items, tz, sys.stdout)
+    else:
+        print(render_text(items, period, tz, now_ms, head))
+    return 0
+
+
+def _evidence_head(store: Any) -> str | None:
+    """The evidence chain's head the figures were computed from (None before schema 4)."""
+    from agent.store import evidence
+
+    head = evidence.head(store)
+    return None if head is None else head.digest_hex
+
+
+def cmd_exclusions(config: Any, args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from agent.windows import exclusions
+    from agent.cli.main import _print_table
+    from agent.cli.ops import _actor, _writer, print_change_log, print_validation_errors
+    from agent.cli.ops import _now_ms as now
+    from agent.config.schema import ForceMajeure
+
+    store = _writer(config)
+    tz = config.site.tz
+    try:
+        action = args.exclusions_command
+        if action == "add":
+            try:
+                rec = ForceMajeure.model_validate(
+                    {
+                        "name": args.name,
+                        "start": args.start,
+                        "end": args.end,
+                        "systems": args.system,
+                        "reason": args.reason,
+                        "approved_by": args.approved_by,
+                    }
+                )
+            except ValidationError as exc:
+                print_validation_errors(exc, "record")
+                return 2
+            missing = [s for s in rec.systems if config.system(s) is None]
+            if missing:
+                print(f"sentinel: not in the configuration: {', '.join(missing)}", file=sys.stderr)
+                return 2
+            exclusions.add(store, rec, tz, _actor(args), now())
+            print(f"force majeure {rec.name!r} recorded")
+            return 0
+        if action == "remove":
+            exclusions.remove(store, args.name, _actor(args), args.reason, now())
+            print(f"force majeure {args.name!r} withdrawn (kept in the ledger)")
+            return 0
+        rows = exclusions.list_all(store, include_removed=args.all)
+        if args.json:
+            print(
+                json.dumps(
+                    [
+                        {
+                            "name": x.record.name,
+                            "start_ms": x.start_ms,
+                            "end_ms": x.end_ms,
+                            "systems": list(x.record.systems),
+                            "reason": x.record.reason,
+                            "approved_by": x.record.approved_by,
+                            "source": x.source,
+                            "created_ms": x.created_ts,
+                            "created_by": x.created_by,
+                            "removed_ms": x.removed_ts,
+                            "removed_by": x.removed_by,
+                            "removed_reason": x.removed_reason,
+                        }
+                        for x in rows
+                    ],
+                    ensure_ascii=False,
+                    indent=2,
+                )
+            )
+            return 0
+        _print_table(
+            ["NAME", "FROM", "TO", "SYSTEMS", "REASON", "APPROVED BY", "RECORDED", "WITHDRAWN"],
+            [
+                [
+                    x.record.name,
+                    _local(x.start_ms, tz)[:16],
+                    _local(x.end_ms, tz)[:16],
+                    ",".join(x.record.systems) or "全部",
+                    x.record.reason,
+                    x.record.approved_by,
+                    f"{_local(x.created_ts, tz)[:16]} {x.created_by} ({x.source})",
+                    f"{_local(x.removed_ts, tz)[:16]} {x.removed_by}: {x.removed_reason}"
+                    if x.removed_ts
+                    else "-",
+                ]
+                for x in rows
+            ],
+        )
+        if args.all:
+            print_change_log(store, "exclusions_log", lambda ts: _local(ts, tz))
+        return 0
+    except exclusions.ExclusionError as exc:
+        print(f"sentinel: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()

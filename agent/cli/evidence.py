@@ -1,0 +1,192 @@
+"""`sentinel verify` and `sentinel evidence export`: prove the stored history is intact, and hand
+the committee an archive they can check without the agent."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+EXIT_BROKEN = 1
+
+
+def add_parser(sub: Any) -> None:
+    v = sub.add_parser(
+        "verify",
+        help="recompute the evidence hash chain; name the first broken link (exit 1)",
+        description="Recompute every evidence chain (results, interval and run logs, fault events, "
+        "maintenance and exclusion ledgers, pruning checkpoints) and check that the intervals and "
+        "agent runs availability reads agree with their logs. Exit 0 intact, 1 broken.",
+    )
+    v.add_argument(
+        "--period", help="only rows of this period: 2026, 2026-11, 2026-Q4, 2026-11-23 or FROM..TO"
+    )
+    v.add_argument("--json", action="store_true", help="print the result as JSON")
+    e = sub.add_parser("evidence", help="evidence for the acceptance committee")
+    es = e.add_subparsers(dest="evidence_command", metavar="ACTION", required=True)
+    x = es.add_parser(
+        "export",
+        help="write a self-contained archive (data + stdlib-only verify.py) for a period",
+        description="Write a zip with the period's chained rows, what availability is computed from, "
+        "the agent's figures, a README (中文/English) and verify.py (Python standard library only).",
+    )
+    x.add_argument("--period", required=True, help="2026, 2026-11, 2026-Q4, 2026-11-23 or FROM..TO")
+    x.add_argument("--out", type=Path, required=True, help="archive to write, e.g. evidence-2026.zip")
+    x.add_argument("--at", help="compute the figures as of this local time 'YYYY-MM-DD HH:MM' (default: now)")
+
+
+class Progress:
+    """A bar on a terminal; otherwise a plain line per table and every 10 %."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self._last: tuple[str, int] = ("", -1)
+        self._t0 = time.monotonic()
+
+    def __call__(self, table: str, done: int, total: int) -> None:
+        pct = 100 if total <= 0 else min(100, done * 100 // total)
+        step = pct if self.tty else pct // 10 * 10
+        if (table, step) == self._last:
+            return
+        self._last = (table, step)
+        rate = done / max(time.monotonic() - self._t0, 1e-6)
+        if self.tty:
+            bar = "#" * (pct // 4) + "-" * (25 - pct // 4)
+            self.stream.write(f"\r  {table:22} [{bar}] {pct:3d}%  {done:,}/{total:,} rows  {rate:,.0f}/s")
+            if pct == 100:
+                self.stream.write("\n")
+        else:
+            self.stream.write(f"  verify {table}: {pct}% ({done}/{total} rows)\n")
+        self.stream.flush()
+        if pct == 100:
+            self._t0 = time.monotonic()
+
+
+def _period(config: Any, text: str | None) -> tuple[str | None, int | None, int | None]:
+    if not text:
+        return None, None, None
+    from agent.clock.periods import parse_period
+
+    p = parse_period(text, config.site.tz)
+    return p.label, p.start_ms, p.end_ms
+
+
+def _fmt_ms(ms: int | None, config: Any) -> str:
+    if ms is None:
+        return "—"
+    from agent.clock.timeutil import fmt_local
+
+    return fmt_local(ms, config.site.tz)
+
+
+def run(args: argparse.Namespace, config: Any) -> int:
+    try:
+        period = _period(config, args.period)
+    except ValueError as exc:
+        print(f"sentinel: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "verify":
+        return _verify(args, config, period)
+    if args.command == "evidence" and args.evidence_command == "export":
+        return _export(args, config, period)
+    raise ValueError(f"not an evidence command: {args.command}")
+
+
+def _key(config: Any) -> bytes | None:
+    from agent.store.evidence import load_key
+
+    return load_key(getattr(config.storage, "evidence_key", None))
+
+
+def _verify(args: argparse.Namespace, config: Any, period: tuple[str | None, int | None, int | None]) -> int:
+    from agent.store import evidence as E
+    from agent.store.db import Store
+
+    label, start, end = period
+    store = Store(config.storage.path, readonly=True)
+    t0 = time.monotonic()
+    rep = E.verify(store, _key(config), start, end, None if args.json else Progress(sys.stderr))
+    elapsed = time.monotonic() - t0
+    rate = rep.rows / elapsed if elapsed > 0 else 0.0
+    head = rep.head
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "ok": rep.ok,
+                    "period": label,
+                    "keyed": rep.keyed,
+                    "head": head.digest_hex if head else None,
+                    "head_sealed_at_ms": head.sealed_at_ms if head else None,
+                    "rows_checked": rep.rows,
+                    "seconds": round(elapsed, 3),
+                    "tables": [
+                        {
+                            "table": t.table,
+                            "rows": t.rows,
+                            "sealed": t.sealed,
+                            "unsealed": t.unsealed,
+                            "pruned": t.pruned,
+                            "checkpoints": t.checkpoints,
+                        }
+                        for t in rep.tables
+                    ],
+                    "problems": [vars(p) for p in rep.problems],
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+        return 0 if rep.ok else EXIT_BROKEN
+    print(f"证据链核验 / evidence chain{f' — {label}' if label else ''}")
+    print(f"{'TABLE':22} {'ROWS':>10} {'LINKED':>10} {'UNSEALED':>9} {'PRUNED':>10}")
+    for t in rep.tables:
+        print(f"{t.table:22} {t.rows:>10} {t.sealed:>10} {t.unsealed:>9} {t.pruned:>10}")
+    print(
+        f"{rep.rows} rows in {elapsed:.1f} s ({rate:,.0f} rows/s); HMAC key: {'yes' if rep.keyed else 'no'}"
+    )
+    if head is not None:
+        print(
+            f"链头 / chain head: {head.digest_hex} "
+            f"(sealed {_fmt_ms(head.sealed_at_ms, config)}, {head.rows} rows)"
+        )
+    for t in rep.tables:
+        if t.unsealed and t.problem is None:
+            print(
+                f"note: {t.table}: {t.unsealed} newest row(s) not sealed yet "
+                "(the agent seals them with its next batch)"
+            )
+    if rep.ok:
+        print("结论 / result: 完整 INTACT")
+        return 0
+    for p in rep.problems:
+        print(f"首个断链 / first broken link: {p.text()}")
+    print("结论 / result: 已被改动 BROKEN")
+    return EXIT_BROKEN
+
+
+def _export(args: argparse.Namespace, config: Any, period: tuple[str | None, int | None, int | None]) -> int:
+    from agent.store.export import export
+    from agent.store.db import Store
+
+    label, start, end = period
+    assert label is not None and start is not None and end is not None
+    store = Store(config.storage.path, readonly=True)
+    now = int(datetime.now(UTC).timestamp() * 1000)
+    if args.at:
+        from agent.clock.timeutil import to_ms
+
+        now = to_ms(datetime.strptime(args.at, "%Y-%m-%d %H:%M").replace(tzinfo=config.site.tz))
+    done = export(store, config, label, start, end, now, args.out)
+    print(
+        f"wrote {done.path}: {done.rows} rows ({', '.join(f'{k} {v}' for k, v in done.tables.items() if v)})"
+    )
+    if done.head is not None:
+        print(f"链头 / chain head: {done.head.digest_hex}")
+    print(f"check it anywhere with: unzip {done.path.name} -d evidence && python3 -I evidence/verify.py")
+    return 0

@@ -1,0 +1,227 @@
+"""`sentinel report daily|weekly|monthly|quarterly|yearly|acceptance|list`.
+
+Imported when the parser is built, so it stays light: the report modules (Jinja2,
+matplotlib, WeasyPrint) load only when a report is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+KINDS = ("daily", "weekly", "monthly", "quarterly", "yearly", "acceptance")
+HELP = {
+    "daily": "daily inspection report (日常巡检报告), default: yesterday",
+    "weekly": "weekly inspection report (每周巡检), default: last ISO week",
+    "monthly": "monthly inspection report (月度巡检报告), default: last month",
+    "quarterly": "quarterly inspection and risk assessment (季度巡检), default: last quarter",
+    "yearly": "yearly operations report (年度运维报告), default: last year",
+    "acceptance": "availability acceptance report (验收报告), PDF by default, default: last year",
+}
+
+
+def add_parser(report_subparsers: Any) -> None:
+    for kind in KINDS:
+        p = report_subparsers.add_parser(kind, help=HELP[kind], description=HELP[kind])
+        p.add_argument(
+            "--period",
+            help="2026, 2026-Q4, 2026-11, 2026-W48, 2026-11-23 or FROM..TO in the site's time zone",
+        )
+        if kind == "daily":
+            p.add_argument("--date", type=date.fromisoformat, help="same as --period YYYY-MM-DD")
+        if kind in ("acceptance", "yearly"):
+            p.add_argument("--year", type=int, help="same as --period YYYY")
+        p.add_argument("--pdf", action="store_true", help="also write a PDF (always for acceptance)")
+        p.add_argument(
+            "--out", type=Path, help="directory for the files (default: reports.output_dir/<kind>/<period>)"
+        )
+        p.add_argument("--lang", choices=["zh", "en"], help="language (default: reports.lang, Chinese)")
+        p.add_argument("--send", action="store_true", help="e-mail it to the recipients of this report kind")
+        p.add_argument("--at", help="compute as of this local time 'YYYY-MM-DD HH:MM' (default: now)")
+        p.add_argument("--late", action="store_true", help=argparse.SUPPRESS)
+    lst = report_subparsers.add_parser("list", help="list archived reports with their SHA-256")
+    lst.add_argument("--json", action="store_true")
+
+
+def default_period(kind: str, today: date) -> str:
+    if kind == "daily":
+        return (today - timedelta(days=1)).isoformat()
+    if kind == "weekly":
+        y, w, _ = (today - timedelta(days=7)).isocalendar()
+        return f"{y}-W{w:02d}"
+    if kind == "monthly":
+        first = today.replace(day=1) - timedelta(days=1)
+        return f"{first.year}-{first.month:02d}"
+    if kind == "quarterly":
+        q = (today.month - 1) // 3  # the quarter before this one, 0 = last year's Q4
+        return f"{today.year - 1}-Q4" if q == 0 else f"{today.year}-Q{q}"
+    return str(today.year - 1)
+
+
+class _Bar:
+    """Progress on stderr: a bar on a terminal, one line per step otherwise (logs, CI)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        if total <= 0:
+            return
+        width = 30
+        filled = width * done // total
+        line = f"{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {what}"
+        if self.tty:
+            print("\r" + line.ljust(78), end="" if done < total else "\n", file=sys.stderr, flush=True)
+        elif done < total:
+            print(line, file=sys.stderr, flush=True)
+
+
+def _build(config: Any, store: Any, kind: str, label: str, now_ms: int, late: bool) -> dict[str, Any]:
+    from agent.clock.periods import parse_period
+
+    tz = config.site.tz
+    period = parse_period(label, tz)
+    long = period.end - period.start > timedelta(days=31)
+    progress = _Bar(f"{kind} {period.label}") if long or sys.stderr.isatty() else None
+    if kind == "daily":
+        from agent.reports.daily import build_daily
+
+        if period.end - period.start != timedelta(days=1):
+            raise ValueError("a daily report covers one day: --period YYYY-MM-DD")
+        return build_daily(config, store, period.start.date(), now_ms, late=late)
+    if kind == "acceptance":
+        from agent.reports.acceptance import build_acceptance
+
+        return build_acceptance(config, store, period, now_ms, late=late, progress=progress)
+    from agent.reports.periodic import build_periodic
+
+    return build_periodic(config, store, kind, period, now_ms, late=late, progress=progress)
+
+
+def run(config: Any, args: argparse.Namespace) -> int:
+    from agent.clock.periods import PeriodError
+    from agent.store.db import Store
+
+    kind = args.report_kind
+    if kind == "list":
+        return _list(config, args)
+    tz = config.site.tz
+    from agent.cli.availability import _now_ms
+
+    now_ms = _now_ms(config, args.at)
+    today = datetime.fromtimestamp(now_ms / 1000, tz).date()
+    label = args.period
+    if getattr(args, "date", None):
+        label = args.date.isoformat()
+    if getattr(args, "year", None):
+        label = str(args.year)
+    label = label or default_period(kind, today)
+    lang = args.lang or getattr(config.reports, "lang", "zh")
+    try:
+        store = Store(config.storage.path, readonly=True)
+    except FileNotFoundError as exc:
+        print(f"sentinel: {exc}", file=sys.stderr)
+        return 1
+    try:
+        data = _build(config, store, kind, label, now_ms, bool(args.late))
+    except (PeriodError, ValueError) as exc:
+        print(f"sentinel: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    from agent.reports.archive import publish
+    from agent.reports.pdf import PdfUnavailable
+
+    writer = _writer(config)
+    try:
+        archived = publish(
+            config, data, lang=lang, pdf=args.pdf or kind == "acceptance", out=args.out, recorder=writer
+        )
+    except PdfUnavailable as exc:
+        print(f"sentinel: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if writer is not None:
+            writer.close()
+    for p in (archived.html_path, archived.pdf_path, archived.json_path):
+        if p is not None:
+            print(p)
+    if args.send:
+        return _send(config, archived)
+    return 0
+
+
+def _writer(config: Any) -> Any:
+    """A writable store for report_runs, or None (read-only medium, store busy)."""
+    import sqlite3
+
+    from agent.store.db import Store
+
+    try:
+        return Store(config.storage.path)
+    except (OSError, sqlite3.Error) as exc:
+        print(f"sentinel: the report is written but not recorded in the store: {exc}", file=sys.stderr)
+        return None
+
+
+def _send(config: Any, archived: Any) -> int:
+    try:
+        from agent.reports.delivery import send_report
+    except ImportError:
+        print(
+            "sentinel: e-mail delivery of reports is not available in this build "
+            "(agent.reports.delivery is missing); the report is archived",
+            file=sys.stderr,
+        )
+        return 1
+    from agent.store.db import Store
+
+    store = Store(config.storage.path)
+    try:
+        send_report(config, store, archived)
+    finally:
+        store.close()
+    return 0
+
+
+def _list(config: Any, args: argparse.Namespace) -> int:
+    from agent.reports.archive import list_archived
+
+    reports = list_archived(config)
+    tz = config.site.tz
+    if args.json:
+        rows = [
+            {
+                "kind": r.kind,
+                "period": r.period,
+                "lang": r.lang,
+                "generated_ms": r.generated_ms,
+                "late": r.late,
+                "html": str(r.html_path),
+                "pdf": str(r.pdf_path) if r.pdf_path else None,
+                "json": str(r.json_path),
+                "sha256": r.sha256,
+                "chain_head": r.chain_head,
+            }
+            for r in reports
+        ]
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return 0
+    if not reports:
+        print(f"no reports under {config.reports.output_dir}")
+        return 0
+    print(f"{'KIND':<11} {'PERIOD':<24} {'GENERATED':<17} {'LATE':<4} {'PDF':<3} {'SHA-256 (HTML)':<16} PATH")
+    for r in reports:
+        when = datetime.fromtimestamp(r.generated_ms / 1000, tz).strftime("%Y-%m-%d %H:%M")
+        sha = r.sha256.get(r.html_path.name, "")[:16]
+        period = r.period + ("" if r.lang == "zh" else f" ({r.lang})")
+        print(
+            f"{r.kind:<11} {period:<24} {when:<17} {'yes' if r.late else '-':<4} "
+            f"{'yes' if r.pdf_path else '-':<3} {sha:<16} {r.html_path.parent}"
+        )
+    return 0

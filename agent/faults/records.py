@@ -1,0 +1,626 @@
+"""Fault records (故障记录) that open, group, recover and escalate themselves.
+
+Fed by the recorder (the single writer) with every result and the confirmed state changes it
+caused, and by a periodic tick for deadlines and reminders. Everything a fault does is written
+in the same transaction as the outbox rows of the notifications it triggers, so a crash can
+neither lose a notification nor send one twice; the dedup key of each notification makes a
+replayed event (after a restart) a no-op.
+
+One fault per system incident: checks of the same system failing together join the open
+fault instead of opening their own. The fault's start is the first failing sample (the state
+interval's start), not the moment confirmations completed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from agent.state.flapping import FlapDetector
+from agent.state.machine import Change
+from agent.store.db import Store
+from probes.base import CheckResult, Status
+
+log = logging.getLogger("sentinel.faults")
+
+LEVEL_NAMES = {1: "一级", 2: "二级", 3: "三级", 4: "四级"}
+
+
+@dataclass(frozen=True, slots=True)
+class LevelRule:
+    respond_s: float
+    restore_s: float | None
+    working_time: bool
+    warn_before_s: float
+    remind_every_s: float
+    report_within_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    levels: Mapping[int, LevelRule]
+    open_on: frozenset[Status] = frozenset({Status.CRIT})
+    raise_when_unavailable: int | None = 1
+    yearly_limits: Mapping[int, int] = field(default_factory=lambda: {1: 5, 2: 10})
+    flap_window: int = 21
+    flap_low: float = 25.0
+    flap_high: float = 30.0
+    recovery_hold_s: float = 300.0
+    """A recovery notice waits this long; if the fault comes back first, it is withdrawn."""
+    reopen_within_s: float = 1800.0
+    """A system failing again this soon after its fault recovered reopens that fault."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckInfo:
+    name: str
+    system: str | None
+    campus: str | None
+    level: int
+    type: str
+    availability_critical: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    id: int
+    number: str
+    system: str | None
+    campus: str | None
+    level: int
+    level_initial: int
+    type: str
+    description: str
+    impact: str
+    start_ts: int
+    detected_ts: int
+    respond_deadline_ts: int | None
+    restore_deadline_ts: int | None
+    calendar_note: str | None
+    acked_ts: int | None
+    acked_by: str | None
+    recovered_ts: int | None
+    closed_ts: int | None
+    closed_by: str | None
+    cause: str | None
+    measures: str | None
+    flapping: bool
+    maintenance: str | None
+    response_overdue: bool
+    restore_overdue: bool
+    warned_response: bool
+    warned_restore: bool
+    reminders: int
+    last_reminder_ts: int | None
+    checks: tuple[str, ...] = ()
+
+    @property
+    def level_name(self) -> str:
+        return LEVEL_NAMES.get(self.level, str(self.level))
+
+    @property
+    def response_s(self) -> float | None:
+        return (self.acked_ts - self.start_ts) / 1000 if self.acked_ts is not None else None
+
+    @property
+    def recovery_s(self) -> float | None:
+        return (self.recovered_ts - self.start_ts) / 1000 if self.recovered_ts is not None else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__} | {
+            "level_name": self.level_name,
+            "response_s": self.response_s,
+            "recovery_s": self.recovery_s,
+        }
+
+
+_FAULT_COLS = (
+    "id, number, system, campus, level, level_initial, type, description, impact, start_ts, detected_ts, "
+    "respond_deadline_ts, restore_deadline_ts, calendar_note, acked_ts, acked_by, recovered_ts, closed_ts, "
+    "closed_by, cause, measures, flapping, maintenance, response_overdue, restore_overdue, warned_response, "
+    "warned_restore, reminders, last_reminder_ts"
+)
+
+
+def _fault(db: sqlite3.Connection, row: Sequence[Any]) -> Fault:
+    checks = tuple(
+        r[0]
+        for r in db.execute(
+            "SELECT check_name FROM fault_checks WHERE fault_id=? ORDER BY first_failed_ts, check_name",
+            (row[0],),
+        )
+    )
+    vals = list(row)
+    for i in (21, 23, 24, 25, 26):  # flags stored as integers
+        vals[i] = bool(vals[i])
+    return Fault(*vals, checks=checks)  # type: ignore[arg-type]
+
+
+class Deadlines(Protocol):
+    def __call__(self, start_ms: int, seconds: float, working_time: bool) -> tuple[int, str | None]: ...
+
+
+class Planner(Protocol):
+    """Turns a fault event into outbox rows: [(channel, dedup key, message JSON)]."""
+
+    def __call__(self, event: str, fault: Fault, detail: Mapping[str, Any]) -> list[tuple[str, str, str]]: ...
+
+
+MaintenanceLookup = Callable[[int, str | None, str], str | None]
+"""(ts_ms, system, check) -> name of the maintenance window covering it, or None."""
+
+
+# ------------------------------------------------------------------------------- queries
+
+
+def get_fault(db: sqlite3.Connection, key: int | str) -> Fault | None:
+    col = "id" if isinstance(key, int) else "number"
+    row = db.execute(f"SELECT {_FAULT_COLS} FROM faults WHERE {col}=?", (key,)).fetchone()
+    return _fault(db, row) if row else None
+
+
+def list_faults(
+    db: sqlite3.Connection,
+    open_only: bool = False,
+    level: int | None = None,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+) -> list[Fault]:
+    where, args = [], []
+    if open_only:
+        where.append("closed_ts IS NULL")
+    if level is not None:
+        where.append("level=?")
+        args.append(level)
+    if start_ms is not None:
+        where.append("start_ts>=?")
+        args.append(start_ms)
+    if end_ms is not None:
+        where.append("start_ts<?")
+        args.append(end_ms)
+    sql = f"SELECT {_FAULT_COLS} FROM faults" + (" WHERE " + " AND ".join(where) if where else "")
+    return [_fault(db, r) for r in db.execute(sql + " ORDER BY start_ts, id", args).fetchall()]
+
+
+def fault_events(db: sqlite3.Connection, fault_id: int) -> list[tuple[int, str, str, str]]:
+    return list(
+        db.execute(
+            "SELECT ts, actor, action, detail FROM fault_events WHERE fault_id=? ORDER BY ts, id", (fault_id,)
+        )
+    )
+
+
+def overdue_counts(db: sqlite3.Connection, start_ms: int, end_ms: int) -> dict[int, int]:
+    """Faults per level with an overdue response or recovery, outside maintenance."""
+    rows = db.execute(
+        "SELECT level, count(*) FROM faults WHERE start_ts>=? AND start_ts<? AND maintenance IS NULL "
+        "AND (response_overdue=1 OR restore_overdue=1) GROUP BY level",
+        (start_ms, end_ms),
+    )
+    return {int(level): int(n) for level, n in rows}
+
+
+def _event(db: sqlite3.Connection, fault_id: int, ts: int, actor: str, action: str, detail: Any) -> None:
+    db.execute(
+        "INSERT INTO fault_events(fault_id, ts, actor, action, detail) VALUES(?,?,?,?,?)",
+        (fault_id, ts, actor, action, json.dumps(detail, ensure_ascii=False, default=str)),
+    )
+
+
+def _next_number(db: sqlite3.Connection, start_ms: int, tz: Any) -> str:
+    day = datetime.fromtimestamp(start_ms / 1000, UTC).astimezone(tz).strftime("%Y%m%d")
+    prefix = f"GZ-{day}-"
+    row = db.execute(
+        "SELECT max(CAST(substr(number, ?) AS INTEGER)) FROM faults WHERE number LIKE ?",
+        (len(prefix) + 1, prefix + "%"),
+    ).fetchone()
+    return f"{prefix}{(row[0] or 0) + 1:03d}"
+
+
+# ------------------------------------------------------------------------------- manager
+
+
+class FaultManager:
+    def __init__(
+        self,
+        store: Store,
+        policy: Policy,
+        checks: Mapping[str, CheckInfo],
+        deadlines: Deadlines,
+        planner: Planner | None,
+        maintenance: MaintenanceLookup,
+        tz: Any,
+        clock: Callable[[], float],
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.checks = checks
+        self.deadlines = deadlines
+        self.planner = planner
+        self.maintenance = maintenance
+        self.tz = tz
+        self.clock = clock
+        self.flaps: dict[str, FlapDetector] = {}
+
+    def _now(self) -> int:
+        return int(self.clock() * 1000)
+
+    def _enqueue(
+        self, db: sqlite3.Connection, event: str, fault: Fault, detail: Mapping[str, Any], delay_s: float = 0
+    ) -> None:
+        if self.planner is None or fault.maintenance is not None:
+            return
+        now = self._now()
+        for channel, dedup, message in self.planner(event, fault, detail):
+            db.execute(
+                "INSERT OR IGNORE INTO outbox(created_ts, dedup_key, channel, event, fault_id, message, "
+                "next_attempt_ts) VALUES(?,?,?,?,?,?,?)",
+                (now, dedup, channel, event, fault.id, message, now + int(delay_s * 1000)),
+            )
+
+    # ---------------------------------------------------------------- results
+
+    def observe(self, name: str, result: CheckResult, changes: Sequence[Change]) -> None:
+        """Called by the recorder, after the result is committed, for every result."""
+        info = self.checks.get(name)
+        if info is None:
+            return
+        flap = self.flaps.setdefault(
+            name, FlapDetector(self.policy.flap_window, self.policy.flap_low, self.policy.flap_high)
+        )
+        flap_event = flap.observe(result.status)
+        if not changes and flap_event is None:
+            return
+        with self.store.tx() as db:
+            if flap_event is True:
+                self._flapping_started(db, info, result)
+            for ch in changes:
+                if flap.flapping:
+                    # While flapping, state changes are recorded as intervals but do not
+                    # open, recover or notify: one flapping fault stands for all of them.
+                    continue
+                if ch.state in self.policy.open_on:
+                    self._failing(db, info, ch)
+                elif ch.state in (Status.OK, Status.WARN):
+                    self._recovered(db, info, ch.at_ms)
+            if flap_event is False and result.status in (Status.OK, Status.WARN):
+                ts = int(result.started_at.timestamp() * 1000)
+                self._recovered(db, info, ts, flapping_ended=True)
+
+    def _open_fault_for(self, db: sqlite3.Connection, info: CheckInfo) -> Fault | None:
+        """The unrecovered fault of this check's system (or of the check itself when it has none)."""
+        if info.system is not None:
+            row = db.execute(
+                f"SELECT {_FAULT_COLS} FROM faults WHERE system=? AND recovered_ts IS NULL "
+                "AND closed_ts IS NULL ORDER BY start_ts DESC LIMIT 1",
+                (info.system,),
+            ).fetchone()
+        else:
+            row = db.execute(
+                f"SELECT {_FAULT_COLS} FROM faults f WHERE system IS NULL AND recovered_ts IS NULL "
+                "AND closed_ts IS NULL AND EXISTS(SELECT 1 FROM fault_checks c WHERE c.fault_id=f.id "
+                "AND c.check_name=?) ORDER BY start_ts DESC LIMIT 1",
+                (info.name,),
+            ).fetchone()
+        return _fault(db, row) if row else None
+
+    def _failing(self, db: sqlite3.Connection, info: CheckInfo, ch: Change) -> None:
+        fault = self._open_fault_for(db, info) or self._reopen(db, info, ch.at_ms)
+        if fault is not None:
+            self._join(db, fault, info, ch.at_ms, ch.summary)
+            return
+        self._open(db, info, ch.at_ms, ch.summary, flapping=False)
+
+    def _reopen(self, db: sqlite3.Connection, info: CheckInfo, ts: int) -> Fault | None:
+        """The same incident coming back soon after recovery is not a new fault."""
+        since = ts - int(self.policy.reopen_within_s * 1000)
+        if info.system is not None:
+            row = db.execute(
+                "SELECT id FROM faults WHERE system=? AND closed_ts IS NULL AND recovered_ts>=? "
+                "ORDER BY recovered_ts DESC LIMIT 1",
+                (info.system, since),
+            ).fetchone()
+        else:
+            row = db.execute(
+                "SELECT f.id FROM faults f JOIN fault_checks c ON c.fault_id=f.id WHERE f.system IS NULL "
+                "AND c.check_name=? AND f.closed_ts IS NULL AND f.recovered_ts>=? "
+                "ORDER BY f.recovered_ts DESC LIMIT 1",
+                (info.name, since),
+            ).fetchone()
+        if row is None:
+            return None
+        fault_id = int(row[0])
+        db.execute("UPDATE faults SET recovered_ts=NULL WHERE id=?", (fault_id,))
+        withdrawn = db.execute(
+            "UPDATE outbox SET status='withdrawn' "
+            "WHERE fault_id=? AND event='recovered' AND status='pending'",
+            (fault_id,),
+        ).rowcount
+        _event(db, fault_id, self._now(), "agent", "reopened", {"check": info.name, "at": ts})
+        fault = get_fault(db, fault_id)
+        assert fault is not None
+        if not withdrawn:
+            # Its recovery was already announced: say that it is back.
+            self._enqueue(db, "reopened", fault, {"check": info.name, "seq": ts})
+        return fault
+
+    def _level_for(self, info: CheckInfo) -> int:
+        level = info.level
+        if info.availability_critical and self.policy.raise_when_unavailable is not None:
+            level = min(level, self.policy.raise_when_unavailable)
+        return level
+
+    def _open(
+        self, db: sqlite3.Connection, info: CheckInfo, start: int, summary: str, flapping: bool
+    ) -> Fault:
+        now = self._now()
+        level = self._level_for(info)
+        rule = self.policy.levels[level]
+        respond, note1 = self.deadlines(start, rule.respond_s, rule.working_time)
+        restore, note2 = (None, None)
+        if rule.restore_s is not None:
+            restore, note2 = self.deadlines(start, rule.restore_s, rule.working_time)
+        window = self.maintenance(start, info.system, info.name)
+        if info.availability_critical:
+            impact = f"{info.system or info.name} 不可用（关键检查项 {info.name} 失败）"
+        else:
+            impact = f"{info.system or info.name} 部分功能或性能受影响，业务仍可运行"
+        number = _next_number(db, start, self.tz)
+        cur = db.execute(
+            "INSERT INTO faults(number, system, campus, level, level_initial, type, description, impact, "
+            "start_ts, detected_ts, respond_deadline_ts, restore_deadline_ts, calendar_note, flapping, "
+            "maintenance) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                number,
+                info.system,
+                info.campus,
+                level,
+                info.level,
+                info.type,
+                f"{info.name}: {summary}",
+                impact,
+                start,
+                now,
+                respond,
+                restore,
+                note1 or note2,
+                int(flapping),
+                window,
+            ),
+        )
+        fault_id = int(cur.lastrowid or 0)
+        db.execute(
+            "INSERT INTO fault_checks(fault_id, check_name, first_failed_ts, last_summary) VALUES(?,?,?,?)",
+            (fault_id, info.name, start, summary),
+        )
+        _event(
+            db,
+            fault_id,
+            now,
+            "agent",
+            "opened",
+            {"check": info.name, "summary": summary, "flapping": flapping, "maintenance": window},
+        )
+        if note1 or note2:
+            log.warning("fault %s: %s", number, note1 or note2)
+        fault = get_fault(db, fault_id)
+        assert fault is not None
+        log.warning(
+            "fault %s opened (%s, %s): %s", number, fault.level_name, info.system or info.name, summary
+        )
+        self._enqueue(db, "flapping" if flapping else "opened", fault, {"check": info.name})
+        return fault
+
+    def _join(self, db: sqlite3.Connection, fault: Fault, info: CheckInfo, ts: int, summary: str) -> None:
+        now = self._now()
+        inserted = db.execute(
+            "INSERT OR IGNORE INTO fault_checks(fault_id, check_name, first_failed_ts, last_summary) "
+            "VALUES(?,?,?,?)",
+            (fault.id, info.name, ts, summary),
+        ).rowcount
+        if not inserted:
+            db.execute(
+                "UPDATE fault_checks SET recovered_ts=NULL, last_summary=? WHERE fault_id=? AND check_name=?",
+                (summary, fault.id, info.name),
+            )
+            return  # the same check failing again (e.g. first sample after a restart)
+        _event(db, fault.id, now, "agent", "check-joined", {"check": info.name, "summary": summary})
+        level = self._level_for(info)
+        if level < fault.level:
+            db.execute(
+                "UPDATE faults SET level=?, impact=? WHERE id=?",
+                (level, f"{info.system or info.name} 不可用（关键检查项 {info.name} 失败）", fault.id),
+            )
+            _event(db, fault.id, now, "agent", "level-raised", {"from": fault.level, "to": level})
+            raised = get_fault(db, fault.id)
+            assert raised is not None
+            self._enqueue(db, "escalation", raised, {"reason": "level-raised", "check": info.name})
+
+    def _flapping_started(self, db: sqlite3.Connection, info: CheckInfo, result: CheckResult) -> None:
+        ts = int(result.started_at.timestamp() * 1000)
+        fault = self._open_fault_for(db, info) or self._reopen(db, info, ts)
+        if fault is None:
+            self._open(db, info, ts, f"状态频繁变化（抖动）: {result.summary}", flapping=True)
+            return
+        self._join(db, fault, info, ts, result.summary)
+        if not fault.flapping:
+            db.execute("UPDATE faults SET flapping=1 WHERE id=?", (fault.id,))
+            _event(db, fault.id, self._now(), "agent", "flapping", {"check": info.name})
+
+    def _recovered(
+        self, db: sqlite3.Connection, info: CheckInfo, ts: int, flapping_ended: bool = False
+    ) -> None:
+        rows = db.execute(
+            "SELECT f.id FROM faults f JOIN fault_checks c ON c.fault_id=f.id WHERE c.check_name=? "
+            "AND c.recovered_ts IS NULL AND f.recovered_ts IS NULL AND f.closed_ts IS NULL",
+            (info.name,),
+        ).fetchall()
+        now = self._now()
+        for (fault_id,) in rows:
+            db.execute(
+                "UPDATE fault_checks SET recovered_ts=? WHERE fault_id=? AND check_name=?",
+                (ts, fault_id, info.name),
+            )
+            still = db.execute(
+                "SELECT count(*) FROM fault_checks WHERE fault_id=? AND recovered_ts IS NULL", (fault_id,)
+            ).fetchone()[0]
+            if still:
+                continue
+            fault = get_fault(db, fault_id)
+            assert fault is not None
+            overdue = fault.restore_deadline_ts is not None and ts > fault.restore_deadline_ts
+            db.execute(
+                "UPDATE faults SET recovered_ts=?, restore_overdue=max(restore_overdue, ?), flapping=0 "
+                "WHERE id=?",
+                (ts, int(overdue and fault.maintenance is None), fault_id),
+            )
+            _event(
+                db,
+                fault_id,
+                now,
+                "agent",
+                "recovered",
+                {"check": info.name, "at": ts, "flapping_ended": flapping_ended},
+            )
+            log.info("fault %s recovered", fault.number)
+            recovered = get_fault(db, fault_id)
+            assert recovered is not None
+            self._enqueue(
+                db,
+                "recovered",
+                recovered,
+                {"check": info.name, "seq": ts},
+                delay_s=self.policy.recovery_hold_s,
+            )
+
+    # ---------------------------------------------------------------- clock
+
+    def tick(self) -> None:
+        """Deadline warnings, overdue marks, escalations and reminders (every ~30 s)."""
+        now = self._now()
+        with self.store.tx() as db:
+            for fault in list_faults(db, open_only=True):
+                if fault.maintenance is not None:
+                    continue
+                rule = self.policy.levels[fault.level]
+                self._deadline(db, fault, now, rule, "response")
+                if fault.recovered_ts is None:
+                    self._deadline(db, fault, now, rule, "restore")
+                if fault.acked_ts is None and fault.recovered_ts is None:
+                    last = fault.last_reminder_ts or fault.detected_ts
+                    if now - last >= rule.remind_every_s * 1000:
+                        n = fault.reminders + 1
+                        db.execute(
+                            "UPDATE faults SET reminders=?, last_reminder_ts=? WHERE id=?", (n, now, fault.id)
+                        )
+                        fresh = get_fault(db, fault.id)
+                        assert fresh is not None
+                        self._enqueue(db, "reminder", fresh, {"seq": n})
+
+    def _deadline(self, db: sqlite3.Connection, fault: Fault, now: int, rule: LevelRule, which: str) -> None:
+        if which == "response":
+            deadline, done, warned, overdue = (
+                fault.respond_deadline_ts,
+                fault.acked_ts,
+                fault.warned_response,
+                fault.response_overdue,
+            )
+        else:
+            deadline, done, warned, overdue = (
+                fault.restore_deadline_ts,
+                fault.recovered_ts,
+                fault.warned_restore,
+                fault.restore_overdue,
+            )
+        if deadline is None or done is not None:
+            return
+        # The warning comes `warn_before` ahead, but never earlier than half-way: a 30-minute
+        # warning on a 30-minute deadline would fire the moment the fault opens.
+        lead_ms = min(rule.warn_before_s * 1000, (deadline - fault.start_ts) / 2)
+        if not warned and now >= deadline - lead_ms:
+            db.execute(f"UPDATE faults SET warned_{which}=1 WHERE id=?", (fault.id,))
+            _event(db, fault.id, now, "agent", f"{which}-deadline-warning", {"deadline": deadline})
+            self._enqueue(db, "warning", fault, {"which": which, "deadline": deadline})
+        if not overdue and now >= deadline:
+            db.execute(f"UPDATE faults SET {which}_overdue=1 WHERE id=?", (fault.id,))
+            _event(db, fault.id, now, "agent", f"{which}-overdue", {"deadline": deadline})
+            fresh = get_fault(db, fault.id)
+            assert fresh is not None
+            self._enqueue(
+                db, "escalation", fresh, {"which": which, "deadline": deadline, "reason": "overdue"}
+            )
+
+
+# ------------------------------------------------------------------------------- people
+
+
+class FaultError(ValueError):
+    """A CLI action that does not fit the fault's state."""
+
+
+def _open_fault(db: sqlite3.Connection, key: int | str) -> Fault:
+    fault = get_fault(db, key)
+    if fault is None:
+        raise FaultError(f"no fault {key}")
+    if fault.closed_ts is not None:
+        raise FaultError(f"fault {fault.number} is closed already")
+    return fault
+
+
+def _reloaded(db: sqlite3.Connection, fault_id: int) -> Fault:
+    fault = get_fault(db, fault_id)
+    assert fault is not None
+    return fault
+
+
+def acknowledge(store: Store, key: int | str, by: str, now_ms: int) -> Fault:
+    with store.tx() as db:
+        fault = _open_fault(db, key)
+        if fault.acked_ts is not None:
+            raise FaultError(f"fault {fault.number} was acknowledged by {fault.acked_by} already")
+        overdue = fault.respond_deadline_ts is not None and now_ms > fault.respond_deadline_ts
+        db.execute(
+            "UPDATE faults SET acked_ts=?, acked_by=?, response_overdue=max(response_overdue, ?) WHERE id=?",
+            (now_ms, by, int(overdue and fault.maintenance is None), fault.id),
+        )
+        _event(db, fault.id, now_ms, by, "acknowledged", {})
+        return _reloaded(db, fault.id)
+
+
+def resolve(store: Store, key: int | str, by: str, cause: str, measures: str, now_ms: int) -> Fault:
+    """Record cause and measures; a recovered fault with a cause is closed."""
+    if not cause.strip():
+        raise FaultError("a cause is required (the contract requires it in the fault report)")
+    with store.tx() as db:
+        fault = _open_fault(db, key)
+        db.execute("UPDATE faults SET cause=?, measures=? WHERE id=?", (cause, measures, fault.id))
+        _event(db, fault.id, now_ms, by, "resolved", {"cause": cause, "measures": measures})
+        return _reloaded(db, fault.id)
+
+
+def close(store: Store, key: int | str, by: str, now_ms: int) -> Fault:
+    with store.tx() as db:
+        fault = _open_fault(db, key)
+        if fault.recovered_ts is None:
+            raise FaultError(f"fault {fault.number} has not recovered yet")
+        if not fault.cause:
+            raise FaultError(f"fault {fault.number} has no cause yet: run `sentinel faults resolve` first")
+        db.execute("UPDATE faults SET closed_ts=?, closed_by=? WHERE id=?", (now_ms, by, fault.id))
+        _event(db, fault.id, now_ms, by, "closed", {})
+        return _reloaded(db, fault.id)
+
+
+def default_levels() -> dict[int, LevelRule]:
+    """The common contract table (DESIGN §3): respond / restore / warn before / remind."""
+    minute, hour = 60.0, 3600.0
+    return {
+        1: LevelRule(10 * minute, 30 * minute, False, 5 * minute, 10 * minute, 24 * hour),
+        2: LevelRule(30 * minute, 2 * hour, False, 30 * minute, 30 * minute, 24 * hour),
+        3: LevelRule(1 * hour, 4 * hour, True, 30 * minute, 1 * hour, 48 * hour),
+        4: LevelRule(2 * hour, None, True, 30 * minute, 4 * hour, 24 * hour),
+    }

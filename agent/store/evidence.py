@@ -1,0 +1,603 @@
+"""Evidence chain: every stored result, state-interval change, agent run, fault event,
+maintenance and exclusion change is linked into a per-table hash chain, so the committee can
+prove nothing was edited, deleted, inserted or reordered after the fact.
+
+Each chained table's rows are linked in id order: h_i = SHA-256(h_{i-1} || canonical(row_i)),
+or HMAC-SHA-256 with `storage.evidence_key`; the encoding is documented (and implemented) in
+`agent.evidence_verify_standalone`, the stdlib-only script that ships in every export. Links
+live in `evidence(tbl, id, h)`; `seal` appends the links of new rows inside the writer's own
+transaction (Store.write_batch, begin_run/end_run), so results are never unsealed on disk.
+
+Mutable rows are evidenced through append-only logs written in the same transactions:
+`interval_log` (every interval opened and closed) and `run_log` (agent starts and stops);
+`verify` checks that the `intervals` and `agent_runs` tables (which availability reads) still
+say what their logs say.
+
+Pruning raw results writes a checkpoint (table, first and last id, count, link at the last id)
+in the same transaction as the delete; checkpoints form a chain of their own, so a rewritten
+checkpoint (to hide a larger deletion) breaks that chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from agent.store.verify_standalone import Problem, Walk, canonical, genesis, key_id, link, walk
+
+if TYPE_CHECKING:
+    from agent.store.db import Store
+
+log = logging.getLogger("sentinel.evidence")
+
+
+@dataclass(frozen=True, slots=True)
+class ChainTable:
+    name: str
+    code: int
+    columns: tuple[str, ...]
+    """Canonical column names, id first (documented in the export README)."""
+    exprs: tuple[str, ...]
+    """SQL expression of each column over `t` (the table) and `c` (checks, when joined)."""
+    ts: str
+    join_checks: bool = False
+
+    def source(self) -> str:
+        join = " LEFT JOIN checks c ON c.id = t.check_id" if self.join_checks else ""
+        return f"{self.name} t{join}"
+
+
+TABLES: tuple[ChainTable, ...] = (
+    ChainTable(
+        "results",
+        1,
+        ("id", "check", "ts", "status", "duration_ms", "summary", "metrics", "details", "run_id"),
+        (
+            "t.id",
+            "c.name",
+            "t.ts",
+            "t.status",
+            "t.duration_ms",
+            "t.summary",
+            "t.metrics",
+            "t.details",
+            "t.run_id",
+        ),
+        "ts",
+        join_checks=True,
+    ),
+    ChainTable(
+        "interval_log",
+        2,
+        ("id", "interval_id", "event", "check", "ts", "state", "summary", "maintenance", "run_id"),
+        (
+            "t.id",
+            "t.interval_id",
+            "t.event",
+            "c.name",
+            "t.ts",
+            "t.state",
+            "t.summary",
+            "t.maintenance",
+            "t.run_id",
+        ),
+        "ts",
+        join_checks=True,
+    ),
+    ChainTable(
+        "run_log",
+        3,
+        ("id", "run_id", "event", "ts", "pid", "host", "version"),
+        ("t.id", "t.run_id", "t.event", "t.ts", "t.pid", "t.host", "t.version"),
+        "ts",
+    ),
+    ChainTable(
+        "fault_events",
+        4,
+        ("id", "fault_id", "ts", "actor", "action", "detail"),
+        ("t.id", "t.fault_id", "t.ts", "t.actor", "t.action", "t.detail"),
+        "ts",
+    ),
+    ChainTable(
+        "maintenance_log",
+        5,
+        ("id", "ts", "actor", "action", "name", "spec"),
+        ("t.id", "t.ts", "t.actor", "t.action", "t.name", "t.spec"),
+        "ts",
+    ),
+    ChainTable(
+        "exclusions_log",
+        6,
+        ("id", "ts", "actor", "action", "name", "record"),
+        ("t.id", "t.ts", "t.actor", "t.action", "t.name", "t.record"),
+        "ts",
+    ),
+    ChainTable(
+        "evidence_checkpoints",
+        7,
+        ("id", "tbl", "first_id", "last_id", "n", "h", "min_ts", "max_ts", "created_ts"),
+        ("t.id", "t.tbl", "t.first_id", "t.last_id", "t.n", "t.h", "t.min_ts", "t.max_ts", "t.created_ts"),
+        "created_ts",
+    ),
+)
+BY_NAME = {t.name: t for t in TABLES}
+CHECKPOINTS = BY_NAME["evidence_checkpoints"]
+
+
+class KeyMismatch(RuntimeError):
+    """The chain was sealed with another key (or without one)."""
+
+
+def load_key(secret: Any) -> bytes | None:
+    """The HMAC key from a `probes.settings.Secret` (None when not configured)."""
+    if secret is None:
+        return None
+    value = secret.reveal().strip()
+    return value.encode("utf-8") if value else None
+
+
+def stored_key_id(db: sqlite3.Connection) -> str | None:
+    row = db.execute("SELECT value FROM meta WHERE key='evidence_key_id'").fetchone()
+    return None if row is None else str(row[0])
+
+
+def _check_key(db: sqlite3.Connection, key: bytes | None) -> None:
+    stored = stored_key_id(db)
+    mine = key_id(key)
+    if stored is None:
+        db.execute("INSERT INTO meta(key, value) VALUES('evidence_key_id', ?)", (mine,))
+    elif stored != mine:
+        raise KeyMismatch(
+            "the evidence chain was sealed "
+            + ("without a key" if not stored else f"with key {stored}")
+            + (f", this agent has key {mine}" if mine else ", this agent has no key (storage.evidence_key)")
+        )
+
+
+def _select(t: ChainTable, where: str = "") -> str:
+    return f"SELECT {', '.join(t.exprs)} FROM {t.source()} {where}"
+
+
+def seal(
+    db: sqlite3.Connection, key: bytes | None, now_ms: int, tables: tuple[ChainTable, ...] = TABLES
+) -> int:
+    """Link every row not linked yet; call inside the writer's transaction. Returns rows sealed."""
+    _check_key(db, key)
+    total = 0
+    for t in tables:
+        head = db.execute("SELECT last_id, h, rows FROM evidence_heads WHERE tbl=?", (t.code,)).fetchone()
+        last_id, prev, count = (0, genesis(t.name), 0) if head is None else (head[0], head[1], head[2])
+        rows = db.execute(_select(t, "WHERE t.id > ? ORDER BY t.id"), (last_id,)).fetchall()
+        if not rows:
+            continue
+        links = []
+        for row in rows:
+            prev = link(prev, canonical(row), key)
+            links.append((t.code, row[0], prev))
+        db.executemany("INSERT INTO evidence(tbl, id, h) VALUES(?,?,?)", links)
+        db.execute(
+            "INSERT INTO evidence_heads(tbl, last_id, h, rows, sealed_ts) VALUES(?,?,?,?,?) "
+            "ON CONFLICT(tbl) DO UPDATE SET last_id=excluded.last_id, h=excluded.h, rows=excluded.rows, "
+            "sealed_ts=excluded.sealed_ts",
+            (t.code, rows[-1][0], prev, count + len(rows), now_ms),
+        )
+        total += len(rows)
+    return total
+
+
+def seal_safely(db: sqlite3.Connection, key: bytes | None, now_ms: int) -> None:
+    """Seal inside the caller's transaction; a failure never costs the caller's rows."""
+    db.execute("SAVEPOINT evidence_seal")
+    try:
+        seal(db, key, now_ms)
+    except (KeyMismatch, sqlite3.Error) as exc:
+        db.execute("ROLLBACK TO evidence_seal")
+        log.error("evidence chain not sealed: %s", exc)
+    db.execute("RELEASE evidence_seal")
+
+
+def prune_with_checkpoint(
+    db: sqlite3.Connection, key: bytes | None, older_than_ms: int, limit: int, now_ms: int
+) -> int:
+    """Delete up to `limit` sealed raw results older than the cut-off, oldest ids first, and
+    record the pruned segment as a checkpoint in the same transaction.
+
+    Only a contiguous id prefix is pruned, and never the newest row (SQLite would reuse its id).
+    """
+    t = BY_NAME["results"]
+    head = db.execute("SELECT last_id FROM evidence_heads WHERE tbl=?", (t.code,)).fetchone()
+    top = db.execute("SELECT max(id) FROM results").fetchone()[0]
+    if head is None or top is None:
+        return 0
+    upto = min(head[0], top - 1)
+    rows = db.execute(
+        "SELECT id, ts FROM results WHERE id <= ? ORDER BY id LIMIT ?", (upto, limit)
+    ).fetchall()
+    n = 0
+    for _, ts in rows:
+        if ts >= older_than_ms:
+            break
+        n += 1
+    if n == 0:
+        return 0
+    first, last = rows[0][0], rows[n - 1][0]
+    tss = [ts for _, ts in rows[:n]]
+    h = db.execute("SELECT h FROM evidence WHERE tbl=? AND id=?", (t.code, last)).fetchone()
+    if h is None:
+        return 0
+    db.execute(
+        "INSERT INTO evidence_checkpoints(tbl, first_id, last_id, n, h, min_ts, max_ts, created_ts) "
+        "VALUES(?,?,?,?,?,?,?,?)",
+        (t.name, first, last, n, bytes(h[0]).hex(), min(tss), max(tss), now_ms),
+    )
+    db.execute("DELETE FROM results WHERE id BETWEEN ? AND ?", (first, last))
+    db.execute("DELETE FROM evidence WHERE tbl=? AND id BETWEEN ? AND ?", (t.code, first, last))
+    seal(db, key, now_ms, (CHECKPOINTS,))
+    return n
+
+
+# ------------------------------------------------------------------------ head
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    digest_hex: str
+    """SHA-256 over every table's last link: names the exact state a figure was computed from."""
+    sealed_at_ms: int | None
+    rows: int
+    """Rows ever linked (pruned ones included)."""
+
+    def short(self) -> str:
+        return self.digest_hex[:16]
+
+
+def head(store: Store) -> ChainHead | None:
+    """The current chain head (None for a store older than schema 4)."""
+    db = store.db
+    try:
+        rows = {
+            code: (last, bytes(h), n, ts)
+            for code, last, h, n, ts in db.execute(
+                "SELECT tbl, last_id, h, rows, sealed_ts FROM evidence_heads"
+            )
+        }
+    except sqlite3.OperationalError:
+        return None
+    d = hashlib.sha256()
+    sealed = None
+    total = 0
+    for t in TABLES:
+        last, h, n, ts = rows.get(t.code, (0, genesis(t.name), 0, None))
+        d.update(f"{t.name}:{last}:{h.hex()}\n".encode())
+        total += n
+        if ts is not None:
+            sealed = ts if sealed is None else max(sealed, ts)
+    return ChainHead(d.hexdigest(), sealed, total)
+
+
+# ------------------------------------------------------------------------ verify
+
+
+@dataclass
+class TableReport:
+    table: str
+    rows: int = 0
+    sealed: int = 0
+    unsealed: int = 0
+    checkpoints: int = 0
+    pruned: int = 0
+    problem: Problem | None = None
+
+
+@dataclass
+class VerifyReport:
+    tables: list[TableReport] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    head: ChainHead | None = None
+    keyed: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def rows(self) -> int:
+        return sum(t.rows for t in self.tables)
+
+
+Progress = Callable[[str, int, int], None]
+"""(table, rows done, rows expected)"""
+
+
+def _sql_json(t: ChainTable) -> str:
+    # SQLite's json_array escapes exactly like Python's json (see the standalone module); a
+    # mismatch is re-derived in Python before anything is reported, so this is only speed.
+    return f"json_array({', '.join(t.exprs)})"
+
+
+def _rows(
+    db: sqlite3.Connection, t: ChainTable, lo: int, hi: int | None
+) -> Iterator[tuple[int, bytes, bytes | None]]:
+    sql = (
+        f"SELECT t.id, {_sql_json(t)}, e.h FROM {t.source()} "
+        f"LEFT JOIN evidence e ON e.tbl = {t.code} AND e.id = t.id WHERE t.id >= ?"
+        + (" AND t.id <= ?" if hi is not None else "")
+        + " ORDER BY t.id"
+    )
+    cur = db.execute(sql, (lo,) if hi is None else (lo, hi))
+    while True:
+        chunk = cur.fetchmany(4096)
+        if not chunk:
+            return
+        for rid, text, h in chunk:
+            yield rid, text.encode("utf-8"), h
+
+
+def _python_bytes(db: sqlite3.Connection, t: ChainTable, rid: int) -> bytes | None:
+    row = db.execute(_select(t, "WHERE t.id = ?"), (rid,)).fetchone()
+    return None if row is None else canonical(row)
+
+
+def _checkpoints(db: sqlite3.Connection, table: str) -> list[tuple[int, int, int, int, str]]:
+    return list(
+        db.execute(
+            "SELECT id, first_id, last_id, n, h FROM evidence_checkpoints WHERE tbl=? ORDER BY id", (table,)
+        )
+    )
+
+
+def _id_range(
+    db: sqlite3.Connection, t: ChainTable, start_ms: int | None, end_ms: int | None
+) -> tuple[int, int | None] | None:
+    if start_ms is None and end_ms is None:
+        return (0, None)
+    row = db.execute(
+        f"SELECT min(id), max(id) FROM {t.name} WHERE {t.ts} >= ? AND {t.ts} < ?",
+        (start_ms if start_ms is not None else -(2**62), end_ms if end_ms is not None else 2**62),
+    ).fetchone()
+    if row is None or row[0] is None:
+        return None
+    return int(row[0]), int(row[1])
+
+
+def _verify_table(
+    db: sqlite3.Connection,
+    t: ChainTable,
+    key: bytes | None,
+    start_ms: int | None,
+    end_ms: int | None,
+    progress: Progress | None,
+) -> TableReport:
+    rep = TableReport(t.name)
+    cps = _checkpoints(db, t.name) if t is not CHECKPOINTS else []
+    rep.checkpoints = len(cps)
+    prev, expect = genesis(t.name), 1
+    for cp_id, first, last, n, h in cps:
+        if first != expect:
+            kind, what = (
+                ("deleted", f"rows {expect}..{first - 1} missing before it")
+                if first > expect
+                else ("inserted", f"overlaps the previous checkpoint (starts at {first}, expected {expect})")
+            )
+            rep.problem = Problem(
+                t.name, expect if first > expect else first, kind, f"checkpoint {cp_id}: {what}"
+            )
+            return rep
+        if n != last - first + 1:
+            rep.problem = Problem(
+                t.name,
+                first,
+                "deleted",
+                f"checkpoint {cp_id}: {last - first + 1 - n} row(s) of {first}..{last} "
+                "were missing when pruned",
+            )
+            return rep
+        rep.pruned += n
+        prev, expect = bytes.fromhex(h), last + 1
+    present_before = db.execute(f"SELECT min(id) FROM {t.name} WHERE id < ?", (expect,)).fetchone()[0]
+    if present_before is not None:
+        rep.problem = Problem(t.name, present_before, "inserted", "row inside a pruned (checkpointed) range")
+        return rep
+    rng = _id_range(db, t, start_ms, end_ms)
+    if rng is None:
+        return rep
+    lo, hi = rng
+    if lo > expect:
+        # A period in the middle: start from the stored link of the row before it.
+        before = db.execute("SELECT h FROM evidence WHERE tbl=? AND id=?", (t.code, lo - 1)).fetchone()
+        if before is None:
+            exists = db.execute(f"SELECT 1 FROM {t.name} WHERE id=?", (lo - 1,)).fetchone()
+            rep.problem = Problem(
+                t.name, lo - 1, "inserted" if exists else "deleted",
+                "row has no link" if exists else "row before the period is missing",
+            )  # fmt: skip
+            return rep
+        prev, expect = bytes(before[0]), lo
+    total = (
+        (hi if hi is not None else (db.execute(f"SELECT max(id) FROM {t.name}").fetchone()[0] or 0))
+        - expect
+        + 1
+    )
+
+    def lazy(rid: int, p: bytes, h: bytes) -> bool:
+        data = _python_bytes(db, t, rid)
+        return data is not None and link(p, data, key) == h
+
+    def tick(n: int) -> None:
+        if progress is not None:
+            progress(t.name, n, max(total, n))
+
+    w: Walk = walk(t.name, _rows(db, t, expect, hi), prev, expect, key, tick, lazy)
+    rep.rows, rep.sealed, rep.unsealed = w.rows, w.sealed, w.unsealed
+    if progress is not None:
+        progress(t.name, w.rows, max(total, w.rows))
+    if w.problem is not None:
+        rep.problem = w.problem
+        return rep
+    head = db.execute("SELECT last_id, h, sealed_ts FROM evidence_heads WHERE tbl=?", (t.code,)).fetchone()
+    if hi is None and head is not None:
+        rep.problem = _check_tail(db, t, w, head, expect - 1)
+    return rep
+
+
+SEAL_SLACK_MS = 600_000
+"""A row written after the last seal is dated at most this much before it (a probe's run)."""
+
+
+def _check_tail(
+    db: sqlite3.Connection, t: ChainTable, w: Walk, head: tuple[int, bytes, int], before: int
+) -> Problem | None:
+    """The end of a chain: nothing sealed may be missing, nothing unsealed may be old."""
+    last_id, h, sealed_ts = head
+    ended = w.last_id if w.last_id is not None else before
+    sealed_end = ended - len(w.unsealed_ids)
+    if sealed_end < last_id:
+        return Problem(
+            t.name,
+            sealed_end + 1,
+            "deleted",
+            f"rows were sealed up to {last_id} but are missing from {sealed_end + 1}",
+        )
+    if w.last_h is not None and w.sealed and bytes(h) != w.last_h:
+        return Problem(t.name, last_id, "edited", "the chain head does not match the row's link")
+    if w.unsealed_ids:
+        if w.unsealed_ids[0] <= last_id:
+            return Problem(
+                t.name, w.unsealed_ids[0], "inserted", "row has no link but the chain was sealed past it"
+            )
+        old = db.execute(
+            f"SELECT min(id) FROM {t.name} WHERE id >= ? AND {t.ts} < ?",
+            (w.unsealed_ids[0], sealed_ts - SEAL_SLACK_MS),
+        ).fetchone()[0]
+        if old is not None:
+            return Problem(
+                t.name, old, "inserted", "row has no link and is dated before the chain was last sealed"
+            )
+    return None
+
+
+def _consistency(db: sqlite3.Connection) -> Problem | None:
+    """The tables availability reads must say what their append-only logs say."""
+    row = db.execute(
+        "SELECT i.id FROM intervals i LEFT JOIN interval_log o ON o.interval_id = i.id AND o.event = 'open' "
+        "WHERE o.id IS NULL OR o.check_id IS NOT i.check_id OR o.state IS NOT i.state "
+        "OR o.ts IS NOT i.start_ts OR o.summary IS NOT i.summary OR o.maintenance IS NOT i.maintenance "
+        "OR o.run_id IS NOT i.run_id "
+        "ORDER BY i.id LIMIT 1"
+    ).fetchone()
+    if row is not None:
+        logged = db.execute(
+            "SELECT 1 FROM interval_log WHERE interval_id=? AND event='open'", (row[0],)
+        ).fetchone()
+        return Problem(
+            "intervals", row[0], "edited" if logged else "inserted",
+            "differs from its interval_log entry" if logged
+            else "no interval_log entry (row added outside the agent)",
+        )  # fmt: skip
+    row = db.execute(
+        "SELECT i.id FROM intervals i LEFT JOIN interval_log o ON o.interval_id = i.id AND o.event = 'close' "
+        "WHERE o.ts IS NOT i.end_ts ORDER BY i.id LIMIT 1"
+    ).fetchone()
+    if row is not None:
+        return Problem("intervals", row[0], "edited", "end time differs from its interval_log close entry")
+    row = db.execute(
+        "SELECT o.interval_id FROM interval_log o LEFT JOIN intervals i ON i.id = o.interval_id "
+        "WHERE o.event = 'open' AND i.id IS NULL ORDER BY o.id LIMIT 1"
+    ).fetchone()
+    if row is not None:
+        return Problem("intervals", row[0], "deleted", "logged in interval_log but missing from intervals")
+    row = db.execute(
+        "SELECT r.id FROM agent_runs r LEFT JOIN run_log s ON s.run_id = r.id AND s.event = 'start' "
+        "LEFT JOIN run_log e ON e.run_id = r.id AND e.event IN ('stop', 'closed') "
+        "WHERE s.id IS NULL OR s.ts IS NOT r.started_ts OR s.pid IS NOT r.pid OR s.host IS NOT r.host "
+        "OR s.version IS NOT r.version OR e.ts IS NOT r.stopped_ts "
+        "OR (e.event = 'stop') IS NOT (CASE WHEN r.stopped_ts IS NULL THEN NULL ELSE r.clean = 1 END) "
+        "ORDER BY r.id LIMIT 1"
+    ).fetchone()
+    if row is not None:
+        return Problem("agent_runs", row[0], "edited", "differs from its run_log entries")
+    row = db.execute(
+        "SELECT s.run_id FROM run_log s LEFT JOIN agent_runs r ON r.id = s.run_id "
+        "WHERE s.event = 'start' AND r.id IS NULL ORDER BY s.id LIMIT 1"
+    ).fetchone()
+    if row is not None:
+        return Problem("agent_runs", row[0], "deleted", "logged in run_log but missing from agent_runs")
+    return None
+
+
+def _ledger_consistency(
+    db: sqlite3.Connection, table: str, log: str, record_col: str, fields: Callable[[tuple[Any, ...]], Any],
+    logged_fields: Callable[[Any], Any], columns: str,
+) -> Problem | None:  # fmt: skip
+    """A ledger table (exclusions, maintenance) must hold exactly the records its chained,
+    append-only log leaves active: availability reads the table, so a row slipped into it
+    (or edited there) would change the figure without touching the chain."""
+    active: dict[str, tuple[int, Any]] = {}
+    logged_rows = db.execute(f"SELECT id, action, name, {record_col} FROM {log} ORDER BY id")
+    for lid, action, name, record in logged_rows:
+        if action == "add":
+            active[name] = (lid, json.loads(record))
+        elif action == "remove":
+            active.pop(name, None)
+    for row in db.execute(f"SELECT id, name, {columns} FROM {table} WHERE removed_ts IS NULL ORDER BY id"):
+        logged = active.pop(row[1], None)
+        if logged is None:
+            return Problem(table, row[0], "inserted", f"{row[1]!r} is active but {log} never added it")
+        if fields(row[2:]) != logged_fields(logged[1]):
+            detail = f"{row[1]!r} differs from its {log} entry (row {logged[0]})"
+            return Problem(table, row[0], "edited", detail)
+    for name, (lid, _rec) in active.items():
+        detail = f"{name!r} is active in {log} (row {lid}) but missing or removed"
+        return Problem(table, None, "deleted", detail)
+    return None
+
+
+def _ledgers(db: sqlite3.Connection) -> Problem | None:
+    return _ledger_consistency(
+        db, "exclusions", "exclusions_log", "record",
+        lambda r: (r[0], r[1], json.loads(r[2]), r[3], r[4]),
+        lambda rec: (rec.get("start_ms"), rec.get("end_ms"), rec.get("systems"), rec.get("reason"),
+                     rec.get("approved_by")),
+        "start_ts, end_ts, systems, reason, approved_by",
+    ) or _ledger_consistency(
+        db, "maintenance", "maintenance_log", "spec",
+        lambda r: json.loads(r[0]),
+        lambda rec: rec,
+        "spec",
+    )  # fmt: skip
+
+
+def verify(
+    store: Store,
+    key: bytes | None,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    progress: Progress | None = None,
+) -> VerifyReport:
+    """Recompute every chain (or the rows of one period) and report each chain's first break."""
+    db = store.db
+    rep = VerifyReport(head=head(store))
+    stored = stored_key_id(db)
+    rep.keyed = bool(stored)
+    if stored is not None and stored != key_id(key):
+        detail = (
+            "the chain is sealed with an HMAC key: configure storage.evidence_key to verify it"
+            if stored and key is None
+            else "this key is not the one that sealed the chain"
+        )
+        rep.problems.append(Problem("*", None, "key", detail))
+        return rep
+    for t in (CHECKPOINTS, *[t for t in TABLES if t is not CHECKPOINTS]):
+        tr = _verify_table(db, t, key, start_ms, end_ms, progress)
+        rep.tables.append(tr)
+        if tr.problem is not None:
+            rep.problems.append(tr.problem)
+    problem = _consistency(db) or _ledgers(db)
+    if problem is not None:
+        rep.problems.append(problem)
+    return rep

@@ -1,0 +1,247 @@
+"""`sentinel evidence export`: a self-contained archive for the acceptance committee.
+
+The archive holds the chained rows of the period (JSON Lines, one array per row: the
+canonical columns then the row's link), the link each table's first exported row continues
+from (`anchor_h`), the pruned-segment checkpoints, what availability needs (each system's
+critical checks, redundancy groups, planned spans and exclusion spans, the agent runs), the
+agent's own figures, a README (中文 / English) and `verify.py`, which uses only the Python
+standard library to check the chain and recompute every system's availability.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from agent.store import evidence as E
+from agent.store.verify_standalone import genesis
+from agent.store.db import Store
+
+
+@dataclass(frozen=True, slots=True)
+class Exported:
+    path: Path
+    rows: int
+    tables: dict[str, int]
+    head: E.ChainHead | None
+
+
+def _anchor(db: sqlite3.Connection, t: E.ChainTable, lo: int) -> str:
+    """The link row `lo` continues from: the previous row's, a checkpoint's, or the genesis."""
+    if lo <= 1:
+        return genesis(t.name).hex()
+    row = db.execute("SELECT h FROM evidence WHERE tbl=? AND id=?", (t.code, lo - 1)).fetchone()
+    if row is not None:
+        return bytes(row[0]).hex()
+    cp = db.execute(
+        "SELECT h FROM evidence_checkpoints WHERE tbl=? AND last_id=? ORDER BY id DESC LIMIT 1",
+        (t.name, lo - 1),
+    ).fetchone()
+    return str(cp[0]) if cp is not None else ""
+
+
+def _ranges(db: sqlite3.Connection, start_ms: int, end_ms: int) -> dict[str, tuple[int, int] | None]:
+    """The contiguous id range of each table the period needs."""
+
+    def span(sql: str, args: Sequence[Any]) -> tuple[int | None, int | None]:
+        lo, hi = db.execute(sql, args).fetchone()
+        return lo, hi
+
+    def union(*spans: tuple[int | None, int | None]) -> tuple[int, int] | None:
+        los = [s[0] for s in spans if s[0] is not None]
+        his = [s[1] for s in spans if s[1] is not None]
+        return (min(los), max(his)) if los and his else None
+
+    out: dict[str, tuple[int, int] | None] = {}
+    for t in E.TABLES:
+        in_period = span(
+            f"SELECT min(id), max(id) FROM {t.name} WHERE {t.ts} >= ? AND {t.ts} < ?", (start_ms, end_ms)
+        )
+        if t.name == "interval_log":
+            # Every open and close event of an interval that overlaps the period.
+            overlapping = span(
+                "SELECT min(o.id), max(o.id) FROM interval_log o JOIN intervals i ON i.id = o.interval_id "
+                "WHERE i.start_ts < ? AND (i.end_ts IS NULL OR i.end_ts > ?)",
+                (end_ms, start_ms),
+            )
+            out[t.name] = union(in_period, overlapping)
+        elif t.name == "run_log":
+            overlapping = span(
+                "SELECT min(l.id), max(l.id) FROM run_log l JOIN agent_runs r ON r.id = l.run_id "
+                "WHERE r.started_ts < ? AND coalesce(r.stopped_ts, r.heartbeat_ts) > ?",
+                (end_ms, start_ms),
+            )
+            out[t.name] = union(in_period, overlapping)
+        elif t.name in ("maintenance_log", "exclusions_log", "evidence_checkpoints"):
+            # Ledgers are small and a window may have been recorded long before it applies.
+            out[t.name] = union(span(f"SELECT min(id), max(id) FROM {t.name}", ()))
+        else:
+            out[t.name] = union(in_period)
+    return out
+
+
+def _rows(db: sqlite3.Connection, t: E.ChainTable, lo: int, hi: int) -> list[list[Any]]:
+    sql = (
+        f"SELECT {', '.join(t.exprs)}, e.h FROM {t.source()} LEFT JOIN evidence e ON e.tbl = {t.code} "
+        "AND e.id = t.id WHERE t.id BETWEEN ? AND ? ORDER BY t.id"
+    )
+    return [[*r[:-1], None if r[-1] is None else bytes(r[-1]).hex()] for r in db.execute(sql, (lo, hi))]
+
+
+def _availability(
+    store: Store, config: Any, start_ms: int, end_ms: int, now_ms: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Per system: what the stdlib script needs to recompute the figure, and the agent's own."""
+    from agent.availability import compute as av
+    from agent.availability import gather as avs
+
+    stop = min(end_ms, now_ms)
+    src = avs.Sources(store, config, start_ms, end_ms, now_ms)
+    figures = {
+        f.subject: f for f in avs.system_figures(store, config, start_ms, end_ms, now_ms, with_verdict=False)
+    }
+    systems = []
+    for system in config.systems:
+        checks = avs.critical_checks(config, system.name)
+        fig = figures.get(system.name)
+        excl = {
+            c: [
+                [x.start_ms, x.end_ms, x.kind, x.name]
+                for x in src.exclusions_for(system.name, c, start_ms, stop)
+            ]
+            for c in checks
+        }
+        agent = fig.figures.as_dict() if fig is not None and fig.figures is not None else None
+        if agent is not None:
+            agent.pop("outages", None)
+        systems.append(
+            {
+                "name": system.name,
+                "target_pct": system.availability_target,
+                "checks": checks,
+                "groups": [{"checks": list(g.checks), "need": g.need} for g in system.redundancy],
+                "schedule": system.schedule
+                if isinstance(system.schedule, str)
+                else system.schedule.model_dump(),
+                "planned": [
+                    list(s) for s in av.planned_spans(system.schedule, config.site.tz, start_ms, stop)
+                ],
+                "exclusions": excl,
+                "agent_figures": agent,
+            }
+        )
+    runs = [
+        {
+            "id": r.id,
+            "started_ts": r.started_ts,
+            "heartbeat_ts": r.heartbeat_ts,
+            "stopped_ts": r.stopped_ts,
+            "clean": r.clean,
+        }
+        for r in store.runs()
+    ]
+    return systems, runs
+
+
+def _figures_csv(systems: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    keys = (
+        "planned_ms",
+        "available_ms",
+        "unavailable_ms",
+        "unknown_ms",
+        "maintenance_ms",
+        "force_majeure_ms",
+    )
+    w.writerow(["system", *keys, "availability_pct", "availability_excluded_pct", "target_pct"])
+    for s in systems:
+        f = s["agent_figures"] or {}
+        w.writerow(
+            [
+                s["name"],
+                *(f.get(k) for k in keys),
+                f.get("availability_pct"),
+                f.get("availability_excluded_pct"),
+            ]
+            + [s["target_pct"]]
+        )
+    return buf.getvalue()
+
+
+def _readme(manifest: dict[str, Any]) -> str:
+    # The source tree's templates/ directory, or the same files shipped as agent.templates.
+    source = Path(__file__).resolve().parent.parent / "templates" / "evidence_README.md"
+    if source.is_file():
+        text = source.read_text(encoding="utf-8")
+    else:
+        text = resources.files("agent.templates").joinpath("evidence_README.md").read_text(encoding="utf-8")
+    return text.replace("{period}", str(manifest["period"])).replace("{head}", str(manifest["head"]))
+
+
+def export(
+    store: Store,
+    config: Any,
+    label: str,
+    start_ms: int,
+    end_ms: int,
+    now_ms: int,
+    out: Path,
+) -> Exported:
+    db = store.db
+    head = E.head(store)
+    manifest: dict[str, Any] = {
+        "format": "his-sentinel-evidence/1",
+        "period": label,
+        "start_ms": start_ms,
+        "end_ms": end_ms,
+        "generated_ms": now_ms,
+        "key_id": E.stored_key_id(db) or "",
+        "head": head.digest_hex if head else None,
+        "head_sealed_at_ms": head.sealed_at_ms if head else None,
+        "tables": [],
+    }
+    files: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    for t, rng in ((t, r) for t, r in zip(E.TABLES, _ranges(db, start_ms, end_ms).values(), strict=True)):
+        rows = _rows(db, t, *rng) if rng else []
+        name = f"data/{t.name}.jsonl"
+        files[name] = "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in rows)
+        sealed = [r for r in rows if r[-1] is not None]
+        manifest["tables"].append(
+            {
+                "table": t.name,
+                "file": name,
+                "columns": [*t.columns, "h"],
+                "first_id": rng[0] if rng else None,
+                "anchor_h": _anchor(db, t, rng[0]) if rng else genesis(t.name).hex(),
+                "last_id": rows[-1][0] if rows else None,
+                "last_h": sealed[-1][-1] if sealed else None,
+                "rows": len(rows),
+            }
+        )
+        counts[t.name] = len(rows)
+    if config is not None and config.systems:
+        systems, runs = _availability(store, config, start_ms, end_ms, now_ms)
+        manifest["availability"] = {"start_ms": start_ms, "end_ms": end_ms}
+        files["availability/systems.json"] = json.dumps(systems, ensure_ascii=False, indent=1)
+        files["availability/runs.json"] = json.dumps(runs, ensure_ascii=False, indent=1)
+        files["availability/figures.csv"] = _figures_csv(systems)
+    files["manifest.json"] = json.dumps(manifest, ensure_ascii=False, indent=1)
+    files["README.md"] = _readme(manifest)
+    files["verify.py"] = resources.files("agent.store").joinpath("verify_standalone.py").read_text("utf-8")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, text in files.items():
+            z.writestr(name, text)
+    tmp.replace(out)
+    return Exported(out, sum(counts.values()), counts, head)

@@ -1,0 +1,538 @@
+"""Maintenance windows: when checks are silenced and their time is excluded from availability.
+
+Pure schedule logic: no I/O, no store, no pydantic. `WindowSpec` (agent.maintenance_spec) is
+the validated description (from the configuration, or loaded from the store for windows added
+with `sentinel maintenance add`);
+`MaintenanceSchedule` answers "is this check in maintenance at t?" cheaply enough to be asked
+for every stored result, and gives the spans to exclude from availability.
+
+Time rules (they are what the acceptance committee is shown, so they are stated once here):
+
+- Recurring windows are defined in the site's local wall-clock time; their duration is real
+  elapsed time (a 3 h window across a DST change still lasts 3 h).
+- A window starts at the first instant the local clock shows its start time *or later*:
+  * a start inside the spring-forward gap (Europe/Berlin, last Sunday of March, 02:00-03:00
+    does not exist) starts when the clock jumps, at 03:00 local time;
+  * a start inside the repeated autumn hour (02:00-03:00 happens twice) starts on the first
+    pass, once — never twice in one night.
+  The same rule applies to one-off windows written as local times, and to cron windows
+  (occurrences are enumerated on the wall clock and then placed on the time line by this rule,
+  not by APScheduler's own DST handling, which fires "30 2 * * *" twice on the autumn night).
+  Asia/Shanghai has no DST, so none of this changes anything there.
+- `monthly.day` beyond a month's length (31 in April, 30 in February) skips that month; use
+  `day: last` for "the last day of every month".
+- `valid_from` / `valid_until` are inclusive local dates and select occurrences by the local
+  date they *start* on; an occurrence starting on `valid_until` keeps its full duration.
+- Cron day-of-week numbers follow crontab (0 or 7 = Sunday, 1-5 = Monday to Friday). APScheduler
+  3 numbers weekdays from Monday = 0, so the field is translated to names before it is parsed.
+  A cron that restricts both day-of-month and day-of-week is refused: crontab ORs the two,
+  APScheduler ANDs them, and either reading excludes time the other would not.
+- Where windows overlap, each instant belongs to one window: the one that started first (then
+  the one ending last, then the one listed first). `active()`, `covering()` and
+  `next_boundary()` all follow that one rule, so they never disagree.
+"""
+
+from __future__ import annotations
+
+import calendar
+import heapq
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
+from typing import TYPE_CHECKING, Any, Literal
+from zoneinfo import ZoneInfo
+
+from agent.clock.timeutil import to_ms
+from probes.plain import Methods, plain_from_fields
+
+if TYPE_CHECKING:
+    from apscheduler.triggers.cron import CronTrigger
+
+    from agent.windows.spec import WindowSpec
+
+MAX_OCCURRENCES = 100_000
+"""Refuse to enumerate more occurrences than this in one call (a runaway cron or range)."""
+
+MAX_RECURRING_DURATION_S = 31 * 86400.0
+"""A recurring window longer than a month is a one-off window in disguise (or a typo for h/d);
+it would also make every lookup look back that far."""
+
+MAX_CRON_PER_WEEK = 7 * 96
+"""At most every 15 minutes on average: keeps a yearly report under MAX_OCCURRENCES."""
+
+_DAY_MS = 86_400_000
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_HHMM = re.compile(r"^(\d{1,2}):(\d{2})$")
+_LOCAL_DT = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+# Horizons searched by next_boundary(); the last one bounds the search for a window that may
+# never come (a one-off long past, a valid_until already reached).
+_BOUNDARY_HORIZONS_MS = (_DAY_MS, 32 * _DAY_MS, 400 * _DAY_MS, 3700 * _DAY_MS)
+
+
+class TooManyOccurrences(ValueError):
+    """A call would enumerate more than MAX_OCCURRENCES windows."""
+
+
+# --------------------------------------------------------------------------------------
+# Specification (validated configuration)
+
+
+def parse_hhmm(v: Any) -> str:
+    if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1440:
+        # YAML 1.1 reads an unquoted 22:00 as the base-60 number 1320.
+        h, m = divmod(v, 60)
+        raise ValueError(
+            f"write the time in quotes, e.g. at: '{h:02d}:{m:02d}' (YAML read it as the number {v})"
+        )
+    if not isinstance(v, str):
+        raise ValueError("a time of day must be a string 'HH:MM'")
+    m = _HHMM.match(v.strip())
+    if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
+        raise ValueError(f"{v!r} is not a time of day 'HH:MM' (00:00-23:59)")
+    return f"{int(m.group(1)):02d}:{m.group(2)}"
+
+
+def _hhmm_time(v: str) -> dtime:
+    h, m = v.split(":")
+    return dtime(int(h), int(m))
+
+
+def recurring_duration(v: float) -> float:
+    if v > MAX_RECURRING_DURATION_S:
+        raise ValueError(
+            f"a recurring window may last at most 31 days (got {v / 86400:g} days); "
+            "use a one-off window with start and end for longer work"
+        )
+    return v
+
+
+def parse_local_datetime(v: Any) -> Any:
+    if v is None or isinstance(v, datetime):
+        return v
+    if isinstance(v, date):
+        raise ValueError("give a time too: 'YYYY-MM-DD HH:MM'")
+    if not isinstance(v, str):
+        raise ValueError(
+            "a date and time must be written as 'YYYY-MM-DD HH:MM' (site time) or ISO with offset"
+        )
+    s = v.strip()
+    if not _LOCAL_DT.match(s):
+        raise ValueError(f"{v!r} is not 'YYYY-MM-DD HH:MM' (site time) or ISO 8601 with an offset")
+    try:
+        return datetime.fromisoformat(s)
+    except ValueError:
+        raise ValueError(f"{v!r} is not a valid date and time") from None
+
+
+_DOW_NAMES = {"sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6}
+_DOW_ELEMENT = re.compile(r"^(?:(\*)|([0-7]|[a-z]{3})(?:-([0-7]|[a-z]{3}))?)(?:/(\d+))?$")
+
+
+def _cron_dow_to_names(field: str) -> str:
+    """Crontab day-of-week (0/7 = Sunday) -> APScheduler names, which number from Monday."""
+    if field == "*":
+        return field
+    days: set[int] = set()
+    for element in field.lower().split(","):
+        m = _DOW_ELEMENT.match(element)
+        if not m:
+            raise ValueError(
+                f"day-of-week {element!r} is not understood (use 0-7, sun-sat, ranges, lists, /step)"
+            )
+        star, first, last, step = m.groups()
+
+        def num(tok: str) -> int:
+            if tok.isdigit():
+                return int(tok)
+            if tok not in _DOW_NAMES:
+                raise ValueError(f"unknown day-of-week name {tok!r}")
+            return _DOW_NAMES[tok]
+
+        if star:
+            lo, hi = 0, 6
+        else:
+            lo = num(first)
+            # "5/2" is crontab for "from 5 to the end, every 2nd".
+            hi = num(last) if last else (7 if step else lo)
+        if lo > hi:
+            raise ValueError(f"day-of-week range {element!r} runs backwards")
+        stride = int(step) if step else 1
+        if stride < 1:
+            raise ValueError(f"day-of-week step in {element!r} must be at least 1")
+        days.update(d % 7 for d in range(lo, hi + 1, stride))
+    if len(days) == 7:
+        return "*"
+    # Sunday is 0 in crontab and "sun" (6) in APScheduler: go through names, never numbers.
+    return ",".join(_WEEKDAYS[(d - 1) % 7] for d in sorted(days, key=lambda d: (d - 1) % 7))
+
+
+def compile_cron(expr: str) -> CronTrigger:
+    """Parse a crontab line into a trigger that runs on the *wall clock* (UTC as a stand-in).
+
+    Occurrences are enumerated as naive local times and placed on the time line by
+    `_local_to_ms`, so DST handling is ours and the same for every schedule form.
+    """
+    fields = expr.split()
+    if len(fields) != 5:
+        raise ValueError(f"a cron expression has 5 fields 'minute hour day month weekday', got {len(fields)}")
+    if fields[2] != "*" and fields[4] != "*":
+        raise ValueError(
+            "restricting both day-of-month and day-of-week is ambiguous (crontab matches either, "
+            "APScheduler both); use a monthly window or two windows"
+        )
+    fields[4] = _cron_dow_to_names(fields[4])
+    # Imported here: APScheduler (with asyncio) is only needed when a window is a cron line, and
+    # the configuration helper process should not carry it for every site.
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        return CronTrigger.from_crontab(" ".join(fields), timezone=UTC)
+    except ValueError as exc:
+        raise ValueError(f"invalid cron expression {expr!r}: {exc}") from None
+
+
+class WindowSpecMethods(Methods):
+    """Behaviour of a window's validated description (agent.maintenance_spec.WindowSpec) at run
+    time. Its JSON is kept in the plain form: the store's ledger compares and logs it."""
+
+    plain_keeps_json = True
+
+    @property
+    def recurring(self) -> bool:
+        return self.start is None  # type: ignore[attr-defined,no-any-return]
+
+
+def window_from_json(text: str) -> Any:
+    """A window's plain form from the JSON the ledger keeps (written by `model_dump_json` of a
+    validated WindowSpec, so it is trusted and only converted, not validated again)."""
+    raw = json.loads(text)
+    fields = dict(raw)
+    for key in ("start", "end"):
+        if fields.get(key) is not None:
+            fields[key] = datetime.fromisoformat(fields[key])
+    for key in ("valid_from", "valid_until"):
+        if fields.get(key) is not None:
+            fields[key] = date.fromisoformat(fields[key])
+    for key in ("systems", "checks"):
+        fields[key] = list(fields.get(key) or ())
+    for key in ("weekly", "monthly"):
+        if fields.get(key) is not None:
+            fields[key] = plain_from_fields((), fields[key])
+    return plain_from_fields((WindowSpecMethods,), fields, json_text=text)
+
+
+# --------------------------------------------------------------------------------------
+# Occurrences
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One occurrence of a window on the time line: [start_ms, end_ms) in UTC epoch ms."""
+
+    name: str
+    start_ms: int
+    end_ms: int
+    systems: tuple[str, ...]
+    checks: tuple[str, ...]
+    reason: str
+    approved_by: str
+    ticket: str | None
+
+
+def _local_to_ms(wall: datetime, tz: ZoneInfo) -> int:
+    """The first instant the local clock shows `wall` or later, in UTC ms (see module doc)."""
+    ms = wall.microsecond // 1000
+    wall = wall.replace(microsecond=0)
+    first_s = int(wall.replace(tzinfo=tz, fold=0).timestamp())
+    if datetime.fromtimestamp(first_s, tz).replace(tzinfo=None) == wall:
+        # Exists (fold=0 is the first pass when the hour repeats).
+        return first_s * 1000 + ms
+    # In a spring-forward gap: the two folds bracket the jump; find the second it happens.
+    other_s = int(wall.replace(tzinfo=tz, fold=1).timestamp())
+    lo, hi = min(first_s, other_s), max(first_s, other_s)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if datetime.fromtimestamp(mid, tz).replace(tzinfo=None) >= wall:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo * 1000
+
+
+def _local_date(ms: int, tz: ZoneInfo) -> date:
+    return datetime.fromtimestamp(ms / 1000, tz).date()
+
+
+class _Compiled:
+    """A spec with everything parsed once, able to list its occurrences in a range."""
+
+    __slots__ = ("at", "dur_ms", "monthly_day", "spec", "trigger", "tz", "weekdays")
+
+    def __init__(self, spec: WindowSpec, tz: ZoneInfo) -> None:
+        self.spec = spec
+        self.tz = tz
+        self.trigger: CronTrigger | None = None
+        self.weekdays: frozenset[int] = frozenset()
+        self.monthly_day: int | str | None = None
+        self.at = dtime(0, 0)
+        if spec.weekly is not None:
+            self.weekdays = frozenset(_WEEKDAYS.index(d) for d in spec.weekly.days)
+            self.at = _hhmm_time(spec.weekly.at)
+            seconds = spec.weekly.duration
+        elif spec.monthly is not None:
+            self.monthly_day = spec.monthly.day
+            self.at = _hhmm_time(spec.monthly.at)
+            seconds = spec.monthly.duration
+        elif spec.cron is not None:
+            self.trigger = compile_cron(spec.cron)
+            seconds = spec.duration or 0.0
+        else:
+            seconds = 0.0
+        self.dur_ms = int(round(seconds * 1000))
+
+    def window(self, start_ms: int, end_ms: int) -> Window:
+        s = self.spec
+        return Window(
+            s.name, start_ms, end_ms, tuple(s.systems), tuple(s.checks), s.reason, s.approved_by, s.ticket
+        )
+
+    def occurrences(self, start_ms: int, end_ms: int) -> list[Window]:
+        if end_ms <= start_ms:
+            return []
+        spec = self.spec
+        if not spec.recurring:
+            assert spec.start is not None and spec.end is not None
+            if spec.start.tzinfo is None:
+                ws, we = _local_to_ms(spec.start, self.tz), _local_to_ms(spec.end, self.tz)
+            else:
+                ws, we = to_ms(spec.start), to_ms(spec.end)
+            # Both ends may fall in one DST gap and collapse to nothing: no window then.
+            return [self.window(ws, we)] if ws < end_ms and we > start_ms and we > ws else []
+
+        # Look back by the duration (an occurrence that began earlier may still run), and a day
+        # either side so wall-clock versus UTC offsets can never drop a candidate.
+        d_lo = _local_date(start_ms - self.dur_ms, self.tz) - timedelta(days=1)
+        d_hi = _local_date(end_ms, self.tz) + timedelta(days=1)
+        if spec.valid_from is not None:
+            d_lo = max(d_lo, spec.valid_from)
+        if spec.valid_until is not None:
+            d_hi = min(d_hi, spec.valid_until)
+        if d_lo > d_hi:
+            return []
+        out: list[Window] = []
+        for wall in self._walls(d_lo, d_hi):
+            ws = _local_to_ms(wall, self.tz)
+            we = ws + self.dur_ms
+            if ws < end_ms and we > start_ms:
+                out.append(self.window(ws, we))
+        # Wall times come in order and _local_to_ms never reorders them (a start in a DST gap
+        # moves to the jump, never past a later wall time), so this is already time order.
+        return out
+
+    def _walls(self, d_lo: date, d_hi: date) -> Iterable[datetime]:
+        """Naive local start times whose date lies in [d_lo, d_hi], in order, bounded."""
+        count = 0
+
+        def bump() -> None:
+            nonlocal count
+            count += 1
+            if count > MAX_OCCURRENCES:
+                raise TooManyOccurrences(
+                    f"window {self.spec.name!r}: more than {MAX_OCCURRENCES} occurrences between "
+                    f"{d_lo} and {d_hi}; ask for a shorter range"
+                )
+
+        if self.trigger is not None:
+            stop = datetime.combine(d_hi + timedelta(days=1), dtime(0), UTC)
+            nxt = self.trigger.get_next_fire_time(None, datetime.combine(d_lo, dtime(0), UTC))
+            while nxt is not None and nxt < stop:
+                bump()
+                yield nxt.replace(tzinfo=None)
+                nxt = self.trigger.get_next_fire_time(nxt, nxt)
+            return
+        if self.monthly_day is not None:
+            y, m = d_lo.year, d_lo.month
+            while (y, m) <= (d_hi.year, d_hi.month):
+                last = calendar.monthrange(y, m)[1]
+                day = last if self.monthly_day == "last" else int(self.monthly_day)
+                # A day the month does not have (31 in April) skips the month: documented.
+                if day <= last and d_lo <= date(y, m, day) <= d_hi:
+                    bump()
+                    yield datetime.combine(date(y, m, day), self.at)
+                y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+            return
+        d = d_lo
+        while d <= d_hi:
+            if d.weekday() in self.weekdays:
+                bump()
+                yield datetime.combine(d, self.at)
+            d += timedelta(days=1)
+
+
+def occurrences(spec: WindowSpec, tz: ZoneInfo, start_ms: int, end_ms: int) -> list[Window]:
+    """Every occurrence of `spec` overlapping [start_ms, end_ms), in time order.
+
+    Includes an occurrence that began before `start_ms` and is still running. Raises
+    TooManyOccurrences beyond MAX_OCCURRENCES.
+    """
+    return _Compiled(spec, tz).occurrences(start_ms, end_ms)
+
+
+# --------------------------------------------------------------------------------------
+# Schedule
+
+
+def _partition(
+    windows: Sequence[tuple[int, Window]], start_ms: int, end_ms: int
+) -> list[tuple[int, int, Window]]:
+    """Split [start, end) among (order, window) pairs: each instant goes to the window that
+    started first (then ends last, then lowest order); pieces of one window are merged."""
+    clipped = ((max(w.start_ms, start_ms), min(w.end_ms, end_ms), order, w) for order, w in windows)
+    by_start = sorted((it for it in clipped if it[0] < it[1]), key=lambda x: x[0])
+    if not by_start:
+        return []
+    points = sorted({p for it in by_start for p in (it[0], it[1])})
+    heap: list[tuple[int, int, int, int, int, Window]] = []
+    out: list[tuple[int, int, Window]] = []
+    i = 0
+    for a, b in zip(points, points[1:], strict=False):
+        while i < len(by_start) and by_start[i][0] <= a:
+            cs, ce, order, w = by_start[i]
+            heapq.heappush(heap, (w.start_ms, -w.end_ms, order, cs, ce, w))
+            i += 1
+        while heap and heap[0][4] <= a:
+            heapq.heappop(heap)
+        # Finished windows are dropped only from the top: one buried deeper ranks below the
+        # running top, so it can never be picked by mistake.
+        if not heap:
+            continue
+        w = heap[0][5]
+        if out and out[-1][2] is w and out[-1][1] == a:
+            out[-1] = (out[-1][0], b, w)
+        else:
+            out.append((a, b, w))
+    return out
+
+
+class MaintenanceSchedule:
+    """All windows of a site, queried per check.
+
+    A window naming a system covers every check of that system; checks named directly are
+    covered wherever they belong. Thread-safe for concurrent readers: caches are only read,
+    replaced or cleared, so a race costs a recomputation, never a wrong answer.
+    """
+
+    _CACHED_BUCKETS_PER_SPEC = 4
+    _MAX_KEYS = 8192
+
+    def __init__(self, specs: Iterable[WindowSpec], tz: ZoneInfo, extra: Iterable[WindowSpec] = ()) -> None:
+        self.tz = tz
+        self.specs: tuple[WindowSpec, ...] = (*specs, *extra)
+        self._compiled = tuple(_Compiled(s, tz) for s in self.specs)
+        self._relevant: dict[tuple[str | None, str], tuple[int, ...]] = {}
+        # (spec index, UTC day number) -> occurrences overlapping that day
+        self._day: dict[tuple[int, int], tuple[Window, ...]] = {}
+        # (system, check) -> (UTC day number, that day's windows for the key in attribution order)
+        self._active: dict[tuple[str | None, str], tuple[int, tuple[Window, ...]]] = {}
+        # (system, check) -> (after_ms it was computed from, next boundary)
+        self._boundary: dict[tuple[str | None, str], tuple[int, int]] = {}
+        # (spec index, start, end) -> occurrences: a report asks every check for the same period
+        self._range: dict[tuple[int, int, int], tuple[Window, ...]] = {}
+
+    def _specs_for(self, system: str | None, check: str) -> tuple[int, ...]:
+        key = (system, check)
+        found = self._relevant.get(key)
+        if found is None:
+            found = tuple(
+                i
+                for i, s in enumerate(self.specs)
+                if check in s.checks or (system is not None and system in s.systems)
+            )
+            if len(self._relevant) >= self._MAX_KEYS:
+                self._relevant.clear()
+            self._relevant[key] = found
+        return found
+
+    def _day_windows(self, i: int, day: int) -> tuple[Window, ...]:
+        got = self._day.get((i, day))
+        if got is None:
+            got = tuple(self._compiled[i].occurrences(day * _DAY_MS, (day + 1) * _DAY_MS))
+            if len(self._day) >= self._CACHED_BUCKETS_PER_SPEC * max(1, len(self.specs)):
+                self._day.clear()
+            self._day[(i, day)] = got
+        return got
+
+    def _in_range(self, i: int, start_ms: int, end_ms: int) -> tuple[Window, ...]:
+        got = self._range.get((i, start_ms, end_ms))
+        if got is None:
+            got = tuple(self._compiled[i].occurrences(start_ms, end_ms))
+            if len(self._range) >= self._CACHED_BUCKETS_PER_SPEC * max(1, len(self.specs)):
+                self._range.clear()
+            self._range[(i, start_ms, end_ms)] = got
+        return got
+
+    def active(self, at_ms: int, system: str | None, check: str) -> Window | None:
+        """The window covering `check` at `at_ms` (start inclusive, end exclusive), or None."""
+        key = (system, check)
+        day = at_ms // _DAY_MS
+        entry = self._active.get(key)
+        if entry is None or entry[0] != day:
+            pairs = [(i, w) for i in self._specs_for(system, check) for w in self._day_windows(i, day)]
+            pairs.sort(key=lambda p: (p[1].start_ms, -p[1].end_ms, p[0]))
+            entry = (day, tuple(w for _, w in pairs))
+            if len(self._active) >= self._MAX_KEYS:
+                self._active.clear()
+            self._active[key] = entry
+        for w in entry[1]:
+            if w.start_ms <= at_ms < w.end_ms:
+                return w
+        return None
+
+    def windows(
+        self, start_ms: int, end_ms: int, system: str | None = None, check: str | None = None
+    ) -> list[Window]:
+        """Every occurrence overlapping [start, end), unclipped and unmerged (for listings and
+        for reports that justify each exclusion). Without a check, every window of the site."""
+        idx = range(len(self.specs)) if check is None else self._specs_for(system, check)
+        out = [w for i in idx for w in self._in_range(i, start_ms, end_ms)]
+        out.sort(key=lambda w: (w.start_ms, -w.end_ms))
+        return out
+
+    def covering(
+        self, start_ms: int, end_ms: int, system: str | None, check: str
+    ) -> list[tuple[int, int, Window]]:
+        """Maintenance time of `check` within [start, end) as sorted, non-overlapping
+        (span_start, span_end, window) pieces, clipped to the range.
+
+        Overlapping windows are merged so no instant counts twice; each piece names the window
+        `active()` returns inside it. The sum of the pieces is the time to exclude.
+        """
+        if end_ms <= start_ms:
+            return []
+        pairs = [(i, w) for i in self._specs_for(system, check) for w in self._in_range(i, start_ms, end_ms)]
+        return _partition(pairs, start_ms, end_ms)
+
+    def next_boundary(self, after_ms: int, system: str | None, check: str) -> int | None:
+        """The first instant > after_ms at which `active()` for this check changes (a window
+        starts, ends, or hands over to another), or None if none within about ten years."""
+        if not self._specs_for(system, check):
+            return None
+        key = (system, check)
+        cached = self._boundary.get(key)
+        # Nothing changes between the instant it was computed from and the boundary found.
+        if cached is not None and cached[0] <= after_ms < cached[1]:
+            return cached[1]
+        for horizon in _BOUNDARY_HORIZONS_MS:
+            stop = after_ms + horizon
+            for s, e, _ in self.covering(after_ms, stop, system, check):
+                found = s if s > after_ms else (e if e < stop else None)
+                if found is not None:
+                    if len(self._boundary) >= self._MAX_KEYS:
+                        self._boundary.clear()
+                    self._boundary[key] = (after_ms, found)
+                    return found
+        return None

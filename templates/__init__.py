@@ -1,0 +1,1 @@
+"""Jinja2 templates of reports and messages, shipped inside the agent as agent.templates."""

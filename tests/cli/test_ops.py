@@ -1,0 +1,130 @@
+"""People's commands on a real store: faults, notifications, maintenance (subprocess CLI)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from agent.faults import records as F
+from agent.config.schema import load
+from agent.runtime.daemon import check_info, policy_from_config
+from agent.state.machine import CheckState
+from agent.store.db import Store
+from probes.base import CheckResult, Status
+from tests.conftest import REPO
+
+CONFIG = """
+site: {name: 测试医院, timezone: Asia/Shanghai}
+storage: {path: var/s.db}
+systems:
+  - {name: HIS}
+checks:
+  - {name: his-web, kind: http, url: "http://127.0.0.1:9/", system: HIS, availability_critical: true}
+maintenance:
+  - {name: 每周例行维护, systems: [HIS], weekly: {days: [sun], at: "02:00", duration: 2h},
+     reason: 数据库例行维护, approved_by: 信息科王主任, ticket: CHG-001}
+"""
+
+
+def cli(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent", "-c", str(tmp / "s.yaml"), *args],
+        cwd=tmp, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+        timeout=60, check=False,
+    )
+
+
+def seed_fault(tmp: Path) -> str:
+    (tmp / "s.yaml").write_text(CONFIG, encoding="utf-8")
+    cfg = load(tmp / "s.yaml")
+    store = Store(tmp / "var/s.db")
+    store.sync_checks([("his-web", "http", "HIS")], 0)
+    now = datetime.now(UTC).timestamp()
+    run = store.begin_run(int(now * 1000) - 120_000, 1, "h", "t")
+    mgr = F.FaultManager(store, policy_from_config(cfg), {"his-web": check_info(cfg, cfg.checks[0])},
+                         lambda s, d, w: (s + int(d * 1000), None), None, lambda *a: None, cfg.site.tz,
+                         lambda: now)
+    st = CheckState()
+    for ts, status in ((now - 100, Status.CRIT), (now - 10, Status.OK)):
+        r = CheckResult(status, f"{status.name} sample", started_at=datetime.fromtimestamp(ts, UTC))
+        ch = st.observe(int(ts * 1000), status, r.summary, 1)
+        store.write_batch(run, [("his-web", r, ch, st)])
+        mgr.observe("his-web", r, ch)
+    number = F.list_faults(store.db)[0].number
+    store.close()
+    return number
+
+
+def test_fault_workflow_from_the_command_line(tmp_path: Path) -> None:
+    number = seed_fault(tmp_path)
+    listing = cli(tmp_path, "faults", "list", "--open")
+    assert listing.returncode == 0 and number in listing.stdout and "一级" in listing.stdout
+    assert "年超时故障：一级 0/5，二级 0/10" in listing.stdout
+    refused = cli(tmp_path, "faults", "close", number, "--by", "张工")
+    assert refused.returncode == 1 and "no cause yet" in refused.stderr
+    ack = cli(tmp_path, "faults", "ack", number, "--by", "张工")
+    assert ack.returncode == 0 and "acknowledged by 张工" in ack.stdout
+    again = cli(tmp_path, "faults", "ack", number, "--by", "李工")
+    assert again.returncode == 1 and "acknowledged by 张工 already" in again.stderr
+    res = cli(tmp_path, "faults", "resolve", number, "--cause", "网络闪断", "--measures", "更换交换机端口")
+    assert res.returncode == 0 and "recovered" in res.stdout
+    assert cli(tmp_path, "faults", "close", number, "--by", "张工").returncode == 0
+    shown = json.loads(cli(tmp_path, "faults", "show", number, "--json").stdout)
+    assert shown["cause"] == "网络闪断" and shown["closed_by"] == "张工" and shown["acked_by"] == "张工"
+    actions = [e["action"] for e in shown["events"]]
+    assert actions == ["opened", "recovered", "acknowledged", "resolved", "closed"]
+    assert shown["recovery_s"] == 90.0
+    text = cli(tmp_path, "faults", "show", number).stdout
+    assert "故障编号：" + number in text and "原因：网络闪断" in text
+    assert cli(tmp_path, "faults", "list", "--open").stdout.count(number) == 0
+
+
+def test_maintenance_windows_are_kept_with_their_history(tmp_path: Path) -> None:
+    seed_fault(tmp_path)
+    add = cli(tmp_path, "maintenance", "add", "HIS升级", "--system", "HIS", "--start", "2026-12-01 22:00",
+              "--end", "2026-12-02 02:00", "--reason", "HIS 版本升级", "--approved-by", "信息科王主任",
+              "--ticket", "CHG-002", "--by", "实施工程师")
+    assert add.returncode == 0, add.stderr
+    dup = cli(tmp_path, "maintenance", "add", "HIS升级", "--system", "HIS", "--start", "2026-12-03 22:00",
+              "--end", "2026-12-04 02:00", "--reason", "x", "--approved-by", "y")
+    assert dup.returncode == 1 and "exists already" in dup.stderr
+    bad = cli(tmp_path, "maintenance", "add", "坏窗口", "--system", "EMR", "--start", "2026-12-03 22:00",
+              "--end", "2026-12-03 21:00", "--reason", "x", "--approved-by", "y")
+    assert bad.returncode == 2 and "end" in bad.stderr
+    assert cli(tmp_path, "maintenance", "remove", "每周例行维护").returncode == 1  # from the config file
+    assert cli(tmp_path, "maintenance", "remove", "HIS升级", "--by", "信息科王主任").returncode == 0
+    listed = json.loads(cli(tmp_path, "maintenance", "list", "--all", "--json").stdout)
+    assert [(w["name"], w["source"], w["removed_by"]) for w in listed] == [("HIS升级", "cli", "信息科王主任")]
+    log = cli(tmp_path, "maintenance", "list", "--all").stdout
+    assert "实施工程师  add  HIS升级" in log and "信息科王主任  remove  HIS升级" in log
+    store = Store(tmp_path / "var/s.db")
+    try:
+        store.db.execute("UPDATE maintenance_log SET actor='someone else'")
+        raise AssertionError("the maintenance log must be append-only")
+    except Exception as exc:  # noqa: BLE001 - sqlite3.IntegrityError from the trigger
+        assert "append-only" in str(exc)
+
+
+def test_notification_queue_listing(tmp_path: Path) -> None:
+    seed_fault(tmp_path)
+    store = Store(tmp_path / "var/s.db")
+    with store.tx() as db:
+        db.execute(
+            "INSERT INTO outbox(created_ts, dedup_key, channel, event, message, next_attempt_ts, status, "
+            "attempts, last_error) VALUES(1, 'k1', 'mail', 'opened', '{\"subject\": \"s1\"}', 1, "
+            "'failed', 3, '535 authentication failed')"
+        )
+        db.execute(
+            "INSERT INTO outbox(created_ts, dedup_key, channel, event, message, next_attempt_ts, status) "
+            "VALUES(2, 'k2', 'mail', 'recovered', '{\"subject\": \"s2\"}', 2, 'delivered')"
+        )
+    store.close()
+    failed = cli(tmp_path, "notifications", "list", "--failed")
+    assert "535 authentication failed" in failed.stdout and "recovered" not in failed.stdout
+    assert "1 notification(s) queued again" in cli(tmp_path, "notifications", "retry").stdout
+    rows = json.loads(cli(tmp_path, "notifications", "list", "--json").stdout)
+    assert {r["dedup_key"]: r["status"] for r in rows} == {"k1": "pending", "k2": "delivered"}
