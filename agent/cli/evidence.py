@@ -171,7 +171,7 @@ def _verify(args: argparse.Namespace, config: Any, period: tuple[str | None, int
 
 
 def _export(args: argparse.Namespace, config: Any, period: tuple[str | None, int | None, int | None]) -> int:
-    from agent.store.export import export
+    from agent.reports.export import export
     from agent.store.db import Store
 
     label, start, end = period

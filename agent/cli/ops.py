@@ -328,7 +328,7 @@ def cmd_maintenance(config: Any, args: argparse.Namespace) -> int:
 
     from agent.cli.main import _print_table
     from agent.windows.ledger import WindowError, add_window, list_windows, remove_window
-    from agent.windows.spec import WindowSpec
+    from agent.config.windows import WindowSpec
 
     store = _writer(config)
     try:

@@ -18,20 +18,15 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from agent.clock.timeutil import from_ms, to_ms
-from probes.plain import Methods
-
-if TYPE_CHECKING:
-    from agent.config.schema import WorkingHours
+from agent.config.schema import WorkingHours
 
 log = logging.getLogger("sentinel.workcal")
 
@@ -41,45 +36,11 @@ MAX_WORKING_SECONDS = 366 * 86400.0
 _MAX_SCAN_DAYS = 20 * 366
 """Calendar days a single computation may walk; keeps every loop bounded whatever the spans are."""
 
-_SPAN = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
 _ONE_DAY = timedelta(days=1)
 _ZERO = timedelta(0)
 _DAY_CACHE_LIMIT = 4096
 
 Interval = tuple[datetime, datetime]
-
-
-def _parse_span(span: str) -> tuple[int, int]:
-    m = _SPAN.match(span)
-    if not m:
-        raise ValueError(f"{span!r} is not 'HH:MM-HH:MM'")
-    h1, m1, h2, m2 = map(int, m.groups())
-    start, end = h1 * 60 + m1, h2 * 60 + m2
-    if m1 >= 60 or m2 >= 60 or h1 >= 24 or end > 1440 or start >= end:
-        raise ValueError(f"{span!r} must run forward within one day (00:00 to 24:00)")
-    return start, end
-
-
-def check_working_hours(
-    spans: tuple[str, ...], holidays: tuple[date, ...], workdays: tuple[date, ...]
-) -> None:
-    """ValueError unless the spans run forward, do not overlap, and no date is both off and on."""
-    minutes = sorted(_parse_span(s) for s in spans)
-    for (_, end), (start, _) in zip(minutes, minutes[1:], strict=False):
-        if start < end:
-            raise ValueError(f"working spans overlap: {spans!r}")
-    both = sorted(set(holidays) & set(workdays))
-    if both:
-        days = ", ".join(d.isoformat() for d in both)
-        raise ValueError(f"dates listed both as extra holiday and extra workday: {days}")
-
-
-class WorkingHoursMethods(Methods):
-    """Behaviour of `faults.working_hours` (agent.config.WorkingHours) at run time."""
-
-    def minutes(self) -> tuple[tuple[int, int], ...]:
-        """Sorted [start, end) minute-of-day pairs of the working spans."""
-        return tuple(sorted(_parse_span(s) for s in self.spans))  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)

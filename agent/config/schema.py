@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import difflib
 import functools
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime
+from datetime import time as dtime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -23,25 +25,46 @@ from pydantic import (
     model_validator,
 )
 
-from agent.config.errors import ConfigError, Problem
-from agent.config.methods import DAYS, SPAN, CheckMethods, ConfigMethods, ReportsMethods, ScheduleMethods, SiteMethods, ThresholdMethods
-from agent.config.reader import read_file, read_yaml
-from agent.windows.maintenance import parse_local_datetime
-from agent.windows.spec import WindowSpec
 from agent.config.base import FAULT_LEVELS, Model
-from agent.notify.models import ChannelSettings
-from agent.reports.schedule import KINDS as REPORT_KINDS
-from agent.reports.schedule import ScheduledKind, check_hhmm
-from agent.clock.workcal import WorkingHoursMethods, check_working_hours
+from agent.config.channels import ChannelSettings
+from agent.config.errors import ConfigError, Problem
+from agent.config.reader import read_file, read_yaml
+from agent.config.windows import WindowSpec, parse_local_datetime
 from probes import registry
 from probes.settings import Duration, Secret, SecretRef
+from probes.thresholds import Threshold
 
 __all__ = ["Config", "ConfigError", "Problem", "load", "parse"]
 
 _LEVEL_BY_NAME = {v: k for k, v in FAULT_LEVELS.items()}
+SPAN = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+REPORT_KINDS = ("daily", "weekly", "monthly", "quarterly", "yearly")
+"""The periodic report kinds the daemon writes on schedule."""
+ScheduledKind = Literal["daily", "weekly", "monthly", "quarterly", "yearly"]
 
 
-class Site(SiteMethods, Model):
+def check_hhmm(v: str) -> str:
+    h, _, m = v.partition(":")
+    if not (len(h) == 2 and len(m) == 2 and h.isdigit() and m.isdigit()) or int(h) > 23 or int(m) > 59:
+        raise ValueError(f"{v!r} is not a time of day HH:MM")
+    return v
+
+
+def parse_span(span: str) -> tuple[int, int]:
+    """'HH:MM-HH:MM' (end may be 24:00) -> [start, end) minutes of the day; ValueError if not."""
+    m = SPAN.match(span)
+    if not m:
+        raise ValueError(f"{span!r} is not 'HH:MM-HH:MM'")
+    h1, m1, h2, m2 = map(int, m.groups())
+    start, end = h1 * 60 + m1, h2 * 60 + m2
+    if m1 >= 60 or m2 >= 60 or h1 >= 24 or end > 1440 or start >= end:
+        raise ValueError(f"{span!r} must run forward within one day (00:00-24:00)")
+    return start, end
+
+
+class Site(Model):
     name: str = Field(min_length=1)
     timezone: str = "Asia/Shanghai"
     campuses: tuple[str, ...] = ()
@@ -55,6 +78,10 @@ class Site(SiteMethods, Model):
             raise ValueError(f"unknown time zone {v!r} (use an IANA name such as 'Asia/Shanghai')") from None
         return v
 
+    @functools.cached_property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
 
 class Storage(Model):
     path: Path = Path("var/sentinel.db")
@@ -64,7 +91,7 @@ class Storage(Model):
     """HMAC key of the evidence chain ('${ENV}' or 'file:/path'); set before the first run."""
 
 
-class Schedule(ScheduleMethods, Model):
+class Schedule(Model):
     """Planned operating hours in the site's time zone; omitted days mean 00:00-24:00."""
 
     mon: tuple[str, ...] | None = None
@@ -88,6 +115,19 @@ class Schedule(ScheduleMethods, Model):
                 ):
                     raise ValueError(f"{day}: {span!r} must run forward within one day")
         return self
+
+    def minutes(self, weekday: int) -> list[tuple[int, int]]:
+        """Planned [start, end) minute spans of a weekday (0 = Monday)."""
+        spans: tuple[str, ...] | None = getattr(self, DAYS[weekday])
+        if spans is None:
+            return [(0, 1440)]
+        out = []
+        for span in spans:
+            m = SPAN.match(span)
+            assert m is not None  # validated above
+            h1, m1, h2, m2 = map(int, m.groups())
+            out.append((h1 * 60 + m1, h2 * 60 + m2))
+        return sorted(out)
 
 
 class RedundancyGroup(Model):
@@ -145,16 +185,21 @@ class Availability(Model):
     force_majeure: tuple[ForceMajeure, ...] = ()
 
 
-class ThresholdModel(ThresholdMethods, Model):
+class ThresholdModel(Model):
     warn: float | None = None
     crit: float | None = None
     below: bool = False
+
+    def to_threshold(self) -> Threshold:
+        return Threshold(self.warn, self.crit, self.below)
 
 
 FaultLevel = Annotated[int, Field(ge=1, le=4)]
 
 
-class CheckCommon(CheckMethods, Model):
+class CheckCommon(Model):
+    kind: str
+    """The probe kind (probes.registry); each kind's model (check_model) narrows it to a Literal."""
     name: str = Field(min_length=1, pattern=r"^[^\s/]+$")
     system: str | None = None
     interval: Duration = 60.0
@@ -181,6 +226,11 @@ class CheckCommon(CheckMethods, Model):
                 f"timeout ({self.timeout:g} s) must be shorter than interval ({self.interval:g} s)"
             )
         return self
+
+    def threshold_rules(self) -> dict[str, Threshold]:
+        rules = dict(registry.default_thresholds(self.kind))
+        rules.update({k: v.to_threshold() for k, v in self.thresholds.items()})
+        return rules
 
 
 @functools.cache
@@ -234,7 +284,7 @@ class ReportSchedule(Model):
 ReportKind = Literal["daily", "weekly", "monthly", "quarterly", "yearly", "inspection", "acceptance"]
 
 
-class Reports(ReportsMethods, Model):
+class Reports(Model):
     output_dir: Path = Path("var/reports")
     daily_time: str = Field("07:30", pattern=r"^\d{2}:\d{2}$")
     lang: Literal["zh", "en"] = "zh"
@@ -260,6 +310,15 @@ class Reports(ReportsMethods, Model):
         if h > 23 or m > 59:
             raise ValueError(f"{v!r} is not a time of day")
         return v
+
+    @functools.cached_property
+    def daily_at(self) -> dtime:
+        h, m = map(int, self.daily_time.split(":"))
+        return dtime(h, m)
+
+    def effective_schedule(self) -> ReportSchedule:
+        """The report schedule, with `daily_time` (which wins over the schedule's) filled in."""
+        return self.schedule.model_copy(update={"daily_time": self.daily_time})
 
 
 class Agent(Model):
@@ -309,7 +368,7 @@ class Flapping(Model):
         return self
 
 
-class WorkingHours(WorkingHoursMethods, Model):
+class WorkingHours(Model):
     """When the maintenance team counts as working. Dates override the statutory calendar."""
 
     spans: tuple[str, ...] = Field(("08:00-12:00", "13:30-17:30"), min_length=1)
@@ -321,8 +380,20 @@ class WorkingHours(WorkingHoursMethods, Model):
 
     @model_validator(mode="after")
     def _check(self) -> WorkingHours:
-        check_working_hours(self.spans, self.extra_holidays, self.extra_workdays)
+        """The spans run forward, do not overlap, and no date is both off and on."""
+        minutes = self.minutes()
+        for (_, end), (start, _) in zip(minutes, minutes[1:], strict=False):
+            if start < end:
+                raise ValueError(f"working spans overlap: {self.spans!r}")
+        both = sorted(set(self.extra_holidays) & set(self.extra_workdays))
+        if both:
+            days = ", ".join(d.isoformat() for d in both)
+            raise ValueError(f"dates listed both as extra holiday and extra workday: {days}")
         return self
+
+    def minutes(self) -> tuple[tuple[int, int], ...]:
+        """Sorted [start, end) minute-of-day pairs of the working spans."""
+        return tuple(sorted(parse_span(s) for s in self.spans))
 
 
 class Faults(Model):
@@ -381,19 +452,29 @@ class Notifications(Model):
         return self
 
 
-class Config(ConfigMethods, Model):
+class Config(Model):
     site: Site
     storage: Storage = Storage()
     agent: Agent = Agent()
     systems: tuple[System, ...] = ()
-    checks: tuple[Any, ...] = ()
+    checks: tuple[CheckCommon, ...] = ()
     reports: Reports = Reports()
     faults: Faults = Faults()
     notifications: Notifications = Notifications()
     maintenance: tuple[WindowSpec, ...] = ()
     availability: Availability = Availability()
-    # Later capabilities (notifications, maintenance, ...) add their own sections here;
-    # existing files stay valid because every new section has defaults.
+    # Later capabilities add their own sections here; existing files stay valid because every
+    # new section has defaults.
+
+    @functools.cached_property
+    def check_map(self) -> Mapping[str, CheckCommon]:
+        return {c.name: c for c in self.checks}
+
+    def system(self, name: str | None) -> System | None:
+        for s in self.systems:
+            if s.name == name:
+                return s
+        return None
 
 
 # --------------------------------------------------------------------------------------

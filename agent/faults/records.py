@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from agent.config.base import FAULT_LEVELS
 from agent.state.flapping import FlapDetector
 from agent.state.machine import Change
 from agent.store.db import Store
@@ -28,7 +29,8 @@ from probes.base import CheckResult, Status
 
 log = logging.getLogger("sentinel.faults")
 
-LEVEL_NAMES = {1: "一级", 2: "二级", 3: "三级", 4: "四级"}
+LEVEL_NAMES = FAULT_LEVELS
+"""Display names of the fault levels (one table: agent.config.base.FAULT_LEVELS)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ contains a secret. Retrying, deduplication and escalation belong to the outbox.
 This package is what the monitoring process runs and never imports pydantic: `send` and
 `preflight` take a channel's validated settings in either form (the pydantic model or its
 plain copy) and go by its `type` field. The models themselves, and `ChannelSettings`, the
-union to use in the configuration, are in `agent.notify.models`.
+union to use in the configuration, are in `agent.config.channels`.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from agent.notify.channels import TRUNCATION_NOTICE, DeliveryError, Message, reveal
-from agent.notify.rules import split_url
+from agent.notify.httppost import target_of
 
 if TYPE_CHECKING:
-    from agent.notify.models import DingTalkChannel, EmailChannel, WebhookChannel, WeComChannel
+    from agent.config.channels import DingTalkChannel, EmailChannel, WebhookChannel, WeComChannel
 
     Channel = EmailChannel | DingTalkChannel | WeComChannel | WebhookChannel
 
@@ -76,7 +76,7 @@ def preflight(settings: Channel) -> list[str]:
     if kind in ("dingtalk", "wecom"):
         what = f"{'DingTalk' if kind == 'dingtalk' else 'WeCom'} webhook URL"
         webhook = s.webhook
-        checks.append(lambda: split_url(reveal(webhook, what), what))
+        checks.append(lambda: target_of(reveal(webhook, what), what))
     if kind == "dingtalk" and s.secret is not None:
         key = s.secret
         checks.append(lambda: reveal(key, "DingTalk signing secret"))

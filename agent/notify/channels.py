@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from agent.config.channels import check_mobile
 from probes.values import Secret, SecretError
 
 __all__ = [
@@ -47,7 +48,6 @@ _RESERVED_HEADERS = frozenset(
         "return-path", "received",
     }
 )  # fmt: skip
-_MOBILE = re.compile(r"^\+?[0-9][0-9-]{4,19}$")
 # A Content-ID is referenced from HTML as src="cid:…"; keep it to characters that need no
 # escaping there and are valid in an RFC 5322 msg-id.
 _CID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+@-]{0,99}$")
@@ -72,12 +72,6 @@ class DeliveryError(Exception):
     def __reduce__(self) -> tuple[Any, ...]:
         # Exception pickles only `args`; the outbox may hand errors across processes.
         return (DeliveryError, (self.reason, self.retryable))
-
-
-def check_mobile(value: str) -> str:
-    if not _MOBILE.match(value):
-        raise ValueError(f"{value!r} is not a mobile number (digits, optionally +country code)")
-    return value
 
 
 def check_header(name: str, value: str) -> None:

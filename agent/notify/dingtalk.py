@@ -38,7 +38,7 @@ from agent.notify.channels import TRUNCATION_NOTICE, Message, fit_utf8, merge_mo
 from agent.notify.httppost import check_errcode, post_json, url_secrets
 
 if TYPE_CHECKING:
-    from agent.notify.models import DingTalkChannel
+    from agent.config.channels import DingTalkChannel
 
 __all__ = [
     "MAX_BODY_BYTES",

@@ -48,18 +48,17 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from typing import TYPE_CHECKING, Any
 
+from agent.config.channels import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PORTS, parse_addresses
 from agent.notify.channels import DeliveryError, Message, reveal, scrub
-from agent.notify.rules import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PORTS, EmailMethods, parse_addresses
 from probes.http.probe import tls_context
 from probes.tcp.probe import describe_connect_error, hostport
 
 if TYPE_CHECKING:
-    from agent.notify.models import EmailChannel
+    from agent.config.channels import EmailChannel
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
     "DEFAULT_PORTS",
-    "EmailMethods",
     "build_email",
     "encoded_size",
     "parse_addresses",

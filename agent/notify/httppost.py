@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from agent.config.channels import InvalidUrl, Target, split_url
 from agent.notify.channels import DeliveryError, scrub
-from agent.notify.rules import split_url
 from probes.http.probe import DeadlineSocket, tls_context
 from probes.tcp.probe import describe_connect_error, open_connection
 
-__all__ = ["Reply", "check_errcode", "post_json", "split_url", "url_secrets"]
+__all__ = ["Reply", "check_errcode", "post_json", "target_of", "url_secrets"]
 
 MAX_REPLY_BYTES = 64 * 1024
 """Robot and webhook replies are a few hundred bytes; more is read no further."""
@@ -66,6 +66,15 @@ def _left(deadline: float) -> float:
     return max(deadline - time.monotonic(), 1e-3)
 
 
+def target_of(url: str, what: str) -> Target:
+    """`url` parsed for sending; a URL that cannot be used is a DeliveryError nobody should retry
+    (the text never repeats the URL: it may carry the robot's token)."""
+    try:
+        return split_url(url, what)
+    except InvalidUrl as exc:
+        raise DeliveryError(str(exc), retryable=False) from None
+
+
 def post_json(
     url: str,
     payload: Any,
@@ -83,7 +92,7 @@ def post_json(
     Transport failures are retryable except an untrusted certificate or an unusable CA file.
     """
     secrets = list(secrets)
-    target = split_url(url, f"{what} URL")
+    target = target_of(url, f"{what} URL")
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     deadline = time.monotonic() + timeout
     ctx: ssl.SSLContext | None = None

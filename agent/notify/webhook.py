@@ -26,13 +26,13 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from agent.faults.records import LEVEL_NAMES
+from agent.config.base import FAULT_LEVELS
 from agent.notify.channels import DeliveryError, Message, reveal
 from agent.notify.httppost import http_status_error, post_json
 from probes.values import Secret
 
 if TYPE_CHECKING:
-    from agent.notify.models import WebhookChannel
+    from agent.config.channels import WebhookChannel
 
 __all__ = ["PAYLOAD_VERSION", "build_payload", "secret_header", "send_webhook"]
 
@@ -51,7 +51,7 @@ def build_payload(message: Message, now: datetime | None = None) -> dict[str, ob
         "text": message.text,
         "markdown": message.markdown,
         "level": message.level,
-        "level_name": LEVEL_NAMES.get(message.level) if message.level is not None else None,
+        "level_name": FAULT_LEVELS.get(message.level) if message.level is not None else None,
         "mention_mobiles": list(message.mention_mobiles),
         "headers": dict(message.headers),
         "sent_at": when.strftime("%Y-%m-%dT%H:%M:%SZ"),

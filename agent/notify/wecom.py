@@ -33,7 +33,7 @@ from agent.notify.channels import Message, fit_utf8, merge_mobiles, reveal
 from agent.notify.httppost import check_errcode, post_json, url_secrets
 
 if TYPE_CHECKING:
-    from agent.notify.models import WeComChannel
+    from agent.config.channels import WeComChannel
 
 __all__ = [
     "MARKDOWN_MAX_BYTES",

@@ -7,11 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from agent.windows.maintenance import window_from_json
 from agent.store.db import Store
+from agent.windows.maintenance import window_from_json
 
 if TYPE_CHECKING:
-    from agent.windows.spec import WindowSpec
+    from agent.config.windows import WindowSpec
 
 
 @dataclass(frozen=True, slots=True)

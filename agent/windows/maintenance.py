@@ -1,6 +1,6 @@
 """Maintenance windows: when checks are silenced and their time is excluded from availability.
 
-Pure schedule logic: no I/O, no store, no pydantic. `WindowSpec` (agent.maintenance_spec) is
+Pure schedule logic: no I/O, no store, no pydantic. `WindowSpec` (agent.config.windows) is
 the validated description (from the configuration, or loaded from the store for windows added
 with `sentinel maintenance add`);
 `MaintenanceSchedule` answers "is this check in maintenance at t?" cheaply enough to be asked
@@ -36,38 +36,24 @@ from __future__ import annotations
 
 import calendar
 import heapq
-import json
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from agent.clock.timeutil import to_ms
-from probes.plain import Methods, plain_from_fields
+from agent.config.windows import WindowSpec, compile_cron
 
 if TYPE_CHECKING:
     from apscheduler.triggers.cron import CronTrigger
 
-    from agent.windows.spec import WindowSpec
-
 MAX_OCCURRENCES = 100_000
 """Refuse to enumerate more occurrences than this in one call (a runaway cron or range)."""
 
-MAX_RECURRING_DURATION_S = 31 * 86400.0
-"""A recurring window longer than a month is a one-off window in disguise (or a typo for h/d);
-it would also make every lookup look back that far."""
-
-MAX_CRON_PER_WEEK = 7 * 96
-"""At most every 15 minutes on average: keeps a yearly report under MAX_OCCURRENCES."""
-
 _DAY_MS = 86_400_000
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-_HHMM = re.compile(r"^(\d{1,2}):(\d{2})$")
-_LOCAL_DT = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
 # Horizons searched by next_boundary(); the last one bounds the search for a window that may
 # never come (a one-off long past, a valid_until already reached).
 _BOUNDARY_HORIZONS_MS = (_DAY_MS, 32 * _DAY_MS, 400 * _DAY_MS, 3700 * _DAY_MS)
@@ -77,152 +63,16 @@ class TooManyOccurrences(ValueError):
     """A call would enumerate more than MAX_OCCURRENCES windows."""
 
 
-# --------------------------------------------------------------------------------------
-# Specification (validated configuration)
-
-
-def parse_hhmm(v: Any) -> str:
-    if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1440:
-        # YAML 1.1 reads an unquoted 22:00 as the base-60 number 1320.
-        h, m = divmod(v, 60)
-        raise ValueError(
-            f"write the time in quotes, e.g. at: '{h:02d}:{m:02d}' (YAML read it as the number {v})"
-        )
-    if not isinstance(v, str):
-        raise ValueError("a time of day must be a string 'HH:MM'")
-    m = _HHMM.match(v.strip())
-    if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
-        raise ValueError(f"{v!r} is not a time of day 'HH:MM' (00:00-23:59)")
-    return f"{int(m.group(1)):02d}:{m.group(2)}"
-
-
 def _hhmm_time(v: str) -> dtime:
     h, m = v.split(":")
     return dtime(int(h), int(m))
 
 
-def recurring_duration(v: float) -> float:
-    if v > MAX_RECURRING_DURATION_S:
-        raise ValueError(
-            f"a recurring window may last at most 31 days (got {v / 86400:g} days); "
-            "use a one-off window with start and end for longer work"
-        )
-    return v
 
-
-def parse_local_datetime(v: Any) -> Any:
-    if v is None or isinstance(v, datetime):
-        return v
-    if isinstance(v, date):
-        raise ValueError("give a time too: 'YYYY-MM-DD HH:MM'")
-    if not isinstance(v, str):
-        raise ValueError(
-            "a date and time must be written as 'YYYY-MM-DD HH:MM' (site time) or ISO with offset"
-        )
-    s = v.strip()
-    if not _LOCAL_DT.match(s):
-        raise ValueError(f"{v!r} is not 'YYYY-MM-DD HH:MM' (site time) or ISO 8601 with an offset")
-    try:
-        return datetime.fromisoformat(s)
-    except ValueError:
-        raise ValueError(f"{v!r} is not a valid date and time") from None
-
-
-_DOW_NAMES = {"sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6}
-_DOW_ELEMENT = re.compile(r"^(?:(\*)|([0-7]|[a-z]{3})(?:-([0-7]|[a-z]{3}))?)(?:/(\d+))?$")
-
-
-def _cron_dow_to_names(field: str) -> str:
-    """Crontab day-of-week (0/7 = Sunday) -> APScheduler names, which number from Monday."""
-    if field == "*":
-        return field
-    days: set[int] = set()
-    for element in field.lower().split(","):
-        m = _DOW_ELEMENT.match(element)
-        if not m:
-            raise ValueError(
-                f"day-of-week {element!r} is not understood (use 0-7, sun-sat, ranges, lists, /step)"
-            )
-        star, first, last, step = m.groups()
-
-        def num(tok: str) -> int:
-            if tok.isdigit():
-                return int(tok)
-            if tok not in _DOW_NAMES:
-                raise ValueError(f"unknown day-of-week name {tok!r}")
-            return _DOW_NAMES[tok]
-
-        if star:
-            lo, hi = 0, 6
-        else:
-            lo = num(first)
-            # "5/2" is crontab for "from 5 to the end, every 2nd".
-            hi = num(last) if last else (7 if step else lo)
-        if lo > hi:
-            raise ValueError(f"day-of-week range {element!r} runs backwards")
-        stride = int(step) if step else 1
-        if stride < 1:
-            raise ValueError(f"day-of-week step in {element!r} must be at least 1")
-        days.update(d % 7 for d in range(lo, hi + 1, stride))
-    if len(days) == 7:
-        return "*"
-    # Sunday is 0 in crontab and "sun" (6) in APScheduler: go through names, never numbers.
-    return ",".join(_WEEKDAYS[(d - 1) % 7] for d in sorted(days, key=lambda d: (d - 1) % 7))
-
-
-def compile_cron(expr: str) -> CronTrigger:
-    """Parse a crontab line into a trigger that runs on the *wall clock* (UTC as a stand-in).
-
-    Occurrences are enumerated as naive local times and placed on the time line by
-    `_local_to_ms`, so DST handling is ours and the same for every schedule form.
-    """
-    fields = expr.split()
-    if len(fields) != 5:
-        raise ValueError(f"a cron expression has 5 fields 'minute hour day month weekday', got {len(fields)}")
-    if fields[2] != "*" and fields[4] != "*":
-        raise ValueError(
-            "restricting both day-of-month and day-of-week is ambiguous (crontab matches either, "
-            "APScheduler both); use a monthly window or two windows"
-        )
-    fields[4] = _cron_dow_to_names(fields[4])
-    # Imported here: APScheduler (with asyncio) is only needed when a window is a cron line, and
-    # the configuration helper process should not carry it for every site.
-    from apscheduler.triggers.cron import CronTrigger
-
-    try:
-        return CronTrigger.from_crontab(" ".join(fields), timezone=UTC)
-    except ValueError as exc:
-        raise ValueError(f"invalid cron expression {expr!r}: {exc}") from None
-
-
-class WindowSpecMethods(Methods):
-    """Behaviour of a window's validated description (agent.maintenance_spec.WindowSpec) at run
-    time. Its JSON is kept in the plain form: the store's ledger compares and logs it."""
-
-    plain_keeps_json = True
-
-    @property
-    def recurring(self) -> bool:
-        return self.start is None  # type: ignore[attr-defined,no-any-return]
-
-
-def window_from_json(text: str) -> Any:
-    """A window's plain form from the JSON the ledger keeps (written by `model_dump_json` of a
-    validated WindowSpec, so it is trusted and only converted, not validated again)."""
-    raw = json.loads(text)
-    fields = dict(raw)
-    for key in ("start", "end"):
-        if fields.get(key) is not None:
-            fields[key] = datetime.fromisoformat(fields[key])
-    for key in ("valid_from", "valid_until"):
-        if fields.get(key) is not None:
-            fields[key] = date.fromisoformat(fields[key])
-    for key in ("systems", "checks"):
-        fields[key] = list(fields.get(key) or ())
-    for key in ("weekly", "monthly"):
-        if fields.get(key) is not None:
-            fields[key] = plain_from_fields((), fields[key])
-    return plain_from_fields((WindowSpecMethods,), fields, json_text=text)
+def window_from_json(text: str) -> WindowSpec:
+    """A window from the JSON the ledger keeps (written by `model_dump_json` of a validated
+    WindowSpec): validated again, so the store cannot hand the schedule a malformed window."""
+    return WindowSpec.model_validate_json(text)
 
 
 # --------------------------------------------------------------------------------------

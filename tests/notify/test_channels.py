@@ -38,11 +38,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from agent.config.schema import Model
-from agent.notify import TRUNCATION_NOTICE, DeliveryError, Message, preflight, send
-from agent.notify.channels import fit_utf8
-from agent.notify.dingtalk import MAX_BODY_BYTES, sign
-from agent.notify.models import (
+from agent.config.channels import (
     ChannelSettings,
     DingTalkChannel,
     EmailChannel,
@@ -50,8 +46,11 @@ from agent.notify.models import (
     WeComChannel,
     parse_channel,
 )
+from agent.config.schema import Model
+from agent.notify import TRUNCATION_NOTICE, DeliveryError, Message, preflight, send
+from agent.notify.channels import fit_utf8
+from agent.notify.dingtalk import MAX_BODY_BYTES, sign
 from agent.notify.wecom import MARKDOWN_MAX_BYTES, TEXT_MAX_BYTES
-from probes.plain import to_plain
 from tests.conftest import free_port, need
 from tests.helpers.servers import silent_tcp_server
 from tests.probes.test_http import make_cert
@@ -261,13 +260,13 @@ def stand_in(start_stand_in: Callable[..., StandIn]) -> StandIn:
 def dingtalk(srv: StandIn, monkeypatch: pytest.MonkeyPatch, **kw: Any) -> DingTalkChannel:
     monkeypatch.setenv("T_DT_WEBHOOK", srv.url(f"/robot/send?access_token={DT_TOKEN}"))
     fields = {"type": "dingtalk", "webhook": "${T_DT_WEBHOOK}", "secret": "${T_DT_SECRET}", "timeout": 5}
-    # The plain form, as the monitoring process gets it, so the senders are tested on it.
-    return to_plain(DingTalkChannel.model_validate({**fields, **kw}))
+    # The validated model, as the daemon gets it.
+    return (DingTalkChannel.model_validate({**fields, **kw}))
 
 
 def wecom(srv: StandIn, monkeypatch: pytest.MonkeyPatch, **kw: Any) -> WeComChannel:
     monkeypatch.setenv("T_WECOM_WEBHOOK", srv.url(f"/cgi-bin/webhook/send?key={WECOM_KEY}"))
-    return to_plain(
+    return (
         WeComChannel.model_validate({"type": "wecom", "webhook": "${T_WECOM_WEBHOOK}", "timeout": 5, **kw})
     )
 
@@ -279,7 +278,7 @@ def webhook(url: str, **kw: Any) -> WebhookChannel:
         "secret_headers": {"Authorization": "${T_HOOK_TOKEN}"},
         "timeout": 5,
     }
-    return to_plain(WebhookChannel.model_validate({**fields, **kw}))
+    return (WebhookChannel.model_validate({**fields, **kw}))
 
 
 # ====================================================================== SMTP server
@@ -374,7 +373,7 @@ def email_channel(port: int, **kw: Any) -> EmailChannel:
         "timeout": 5,
     }
     fields.update(kw)
-    return to_plain(EmailChannel.model_validate(fields))
+    return (EmailChannel.model_validate(fields))
 
 
 def parse(data: bytes) -> EmailMessage:
@@ -826,7 +825,7 @@ def test_dingtalk_server_down_names_host_not_url(
 ) -> None:
     port = free_port()
     secret_env.setenv("T_DT_WEBHOOK", f"http://127.0.0.1:{port}/robot/send?access_token={DT_TOKEN}")
-    settings = to_plain(
+    settings = (
         parse_channel({"type": "dingtalk", "webhook": "${T_DT_WEBHOOK}", "secret": "${T_DT_SECRET}"})
     )
     with pytest.raises(DeliveryError) as info:
@@ -974,7 +973,7 @@ def test_https_is_verified_by_default_and_ca_bundle_trusts_a_private_ca(
         if kind == "webhook":
             return webhook(srv.url("/hook", "https"), **kw)
         secret_env.setenv("T_DT_WEBHOOK", srv.url(f"/robot/send?access_token={DT_TOKEN}", "https"))
-        return to_plain(
+        return (
             DingTalkChannel.model_validate(
                 {"type": "dingtalk", "webhook": "${T_DT_WEBHOOK}", "secret": "${T_DT_SECRET}", **kw}
             )
@@ -1080,11 +1079,11 @@ def test_preflight_reads_secrets_and_checks_url_shapes(
     for raw, expected in cases.values():
         # `sentinel config validate` checks the models; the monitoring process has plain copies.
         assert preflight(parse_channel(raw)) == expected
-        assert preflight(to_plain(parse_channel(raw))) == expected
+        assert preflight(parse_channel(raw)) == expected
     loose.chmod(0o600)
     monkeypatch.setenv("T_DT_WEBHOOK", f"https://oapi.dingtalk.com/robot/send?access_token={DT_TOKEN}")
     monkeypatch.setenv("T_MISSING", DT_SECRET)
     for raw, _ in cases.values():
         if raw["type"] != "webhook":
             assert preflight(parse_channel(raw)) == []
-            assert preflight(to_plain(parse_channel(raw))) == []
+            assert preflight(parse_channel(raw)) == []

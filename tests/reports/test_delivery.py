@@ -24,7 +24,7 @@ from agent.config.schema import parse
 from agent.notify import Message
 from agent.notify.channels import DeliveryError
 from agent.notify.email import send_email
-from agent.notify.models import parse_channel
+from agent.config.channels import parse_channel
 from agent.notify.outbox import BACKOFF_S, Dispatcher, list_rows, retry_failed
 from agent.reports.archive import ArchivedReport
 from agent.reports.delivery import (

@@ -19,7 +19,7 @@ from agent.faults import records as F
 from agent.windows import ledger as maintdb
 from agent.config.schema import ForceMajeure
 from agent.store.verify_standalone import canonical, genesis, link
-from agent.windows.spec import WindowSpec
+from agent.config.windows import WindowSpec
 from agent.state.machine import CheckState
 from agent.store.db import Store
 from probes.base import CheckResult, Metric, Status

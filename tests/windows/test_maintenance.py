@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from agent.windows import maintenance as m
 from agent.windows.maintenance import MaintenanceSchedule, TooManyOccurrences, Window, occurrences
-from agent.windows.spec import WindowSpec
+from agent.config.windows import WindowSpec
 
 SH = ZoneInfo("Asia/Shanghai")
 BERLIN = ZoneInfo("Europe/Berlin")

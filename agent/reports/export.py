@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.store import evidence as E
-from agent.store.verify_standalone import genesis
 from agent.store.db import Store
+from agent.store.verify_standalone import genesis
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,31 +1,113 @@
-"""Notification channel settings: the pydantic models the configuration is validated with.
+"""Notification channel settings: the pydantic models the configuration is validated with,
+and the rules they are checked against (addresses, URLs, headers, mobiles).
 
-Only the configuration side imports this module. The monitoring process gets the channels as
-plain objects (`probes.plain`) and the senders read their fields; the few derived values they
-need (an e-mail channel's envelope addresses) live in `Methods` mixins next to the senders.
-`ChannelSettings` is the union to use in the configuration, discriminated by `type`.
+The senders in agent.notify read these models. `ChannelSettings` is the union to use in the
+configuration, discriminated by `type`. Nothing here loads smtplib, http.client or ssl.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 from agent.config.base import Model
-from agent.notify.channels import DeliveryError, check_mobile
-from agent.notify.rules import (
-    DEFAULT_MAX_MESSAGE_BYTES,
-    DEFAULT_PORTS,
-    FRAMING_HEADERS,
-    HEADER_TOKEN,
-    EmailMethods,
-    parse_addresses,
-    split_url,
-)
 from probes.settings import Duration, SecretRef
+from probes.tcp.probe import hostport
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "DEFAULT_PORTS",
+    "ChannelBase",
+    "ChannelSettings",
+    "DingTalkChannel",
+    "EmailChannel",
+    "InvalidUrl",
+    "Target",
+    "WeComChannel",
+    "WebhookChannel",
+    "check_mobile",
+    "parse_addresses",
+    "parse_channel",
+    "split_url",
+]
+
+_MOBILE = re.compile(r"^\+?[0-9][0-9-]{4,19}$")
+
+
+class InvalidUrl(ValueError):
+    """A URL the notification channels cannot use; the text never repeats the URL."""
+
+
+def check_mobile(value: str) -> str:
+    if not _MOBILE.match(value):
+        raise ValueError(f"{value!r} is not a mobile number (digits, optionally +country code)")
+    return value
+
+
+DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
+DEFAULT_MAX_MESSAGE_BYTES = 20 * 1024 * 1024
+"""Encoded size; many hospital relays (and Exchange's default) refuse more than 20–25 MB."""
+
+def parse_addresses(value: str) -> list[tuple[str, str]]:
+    """'张工 <zhang@h.cn>, li@h.cn' -> [(display name, addr-spec), …]; ValueError if malformed."""
+    # Imported here: the e-mail header machinery is large, and most validations have no address.
+    from email import policy
+
+    header = policy.default.header_factory("To", value)
+    addresses = getattr(header, "addresses", ())
+    if header.defects or not addresses:
+        hint = "" if value.isascii() else " (the address itself must be ASCII; display names may be Chinese)"
+        raise ValueError(f"{value!r} is not a valid e-mail address{hint}")
+    out = []
+    for a in addresses:
+        spec = a.addr_spec
+        if "@" not in spec or not a.username or not a.domain:
+            raise ValueError(f"{value!r} is not a valid e-mail address (need name@domain)")
+        if not spec.isascii():
+            raise ValueError(f"{spec!r}: the address itself must be ASCII (punycode the domain)")
+        out.append((a.display_name, spec))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    tls: bool
+    host: str
+    port: int
+    path: str  # path and query, as sent in the request line
+
+    @property
+    def where(self) -> str:
+        return hostport(self.host, self.port)
+
+
+def split_url(url: str, what: str) -> Target:
+    """Parse an http(s) URL; the error never repeats the URL (it may hold a token)."""
+    bad = InvalidUrl(f"the {what} is not a valid http(s) URL")
+    if not isinstance(url, str) or any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        raise bad
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise bad from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username is not None:
+        raise bad
+    if not url.isascii():
+        raise InvalidUrl(f"the {what} must be ASCII (percent-encode it, punycode the host)")
+    tls = parts.scheme == "https"
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return Target(tls, parts.hostname, port or (443 if tls else 80), path)
+
+
+HEADER_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+FRAMING_HEADERS = frozenset({"host", "content-length", "content-type", "transfer-encoding", "connection"})
+
 
 __all__ = [
     "ChannelBase",
@@ -66,7 +148,7 @@ class ChannelBase(Model):
         return self
 
 
-class EmailChannel(EmailMethods, ChannelBase):
+class EmailChannel(ChannelBase):
     type: Literal["email"]
     host: str = Field(min_length=1)
     port: int = Field(587, ge=1, le=65535)
@@ -120,6 +202,20 @@ class EmailChannel(EmailMethods, ChannelBase):
             raise ValueError("a password would cross the network in clear text: use security starttls or ssl")
         return self
 
+    @property
+    def envelope_from(self) -> str:
+        """The SMTP envelope sender: the address of `sender` (validated to be exactly one)."""
+        return parse_addresses(self.sender)[0][1]
+
+    @property
+    def recipients(self) -> list[str]:
+        """Envelope recipients: every address of `to` and `cc`, once each, in order."""
+        seen: dict[str, None] = {}
+        for item in (*self.to, *self.cc):
+            for _, spec in parse_addresses(item):
+                seen.setdefault(spec, None)
+        return list(seen)
+
 
 def _mobiles(v: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(check_mobile(m) for m in v)
@@ -158,10 +254,7 @@ class WebhookChannel(ChannelBase):
         if "@" in v.partition("//")[2].partition("/")[0]:
             # The URL is stored in the configuration, logs and reports; a password must not be.
             raise ValueError("no user:password in the URL; send credentials with secret_headers")
-        try:
-            split_url(v, "url")
-        except DeliveryError as exc:
-            raise ValueError(exc.reason) from None
+        split_url(v, "url")  # InvalidUrl is a ValueError: pydantic reports it at the key
         return v
 
     @field_validator("secret_headers")
