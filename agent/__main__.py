@@ -1,3 +1,6 @@
+"""`python -m agent`: the same as the `sentinel` command."""
+
 from agent.cli.main import entry
 
-entry()
+if __name__ == "__main__":
+    entry()

@@ -31,11 +31,10 @@ from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, Protocol
 
 from probes.base import ProbeContext
+from probes.ssh.settings import SshSettings
 
 if TYPE_CHECKING:
     import paramiko
-
-    from probes.ssh.settings import SshSettings
 
 __all__ = [
     "AccessError",
@@ -204,7 +203,7 @@ class LocalAccess:
 
 
 Runner = Callable[[str, float], Any]
-"""`SshSession.run(command, timeout_s)` -> probes.sshconn.CommandResult, or None if it failed."""
+"""`SshSession.run(command, timeout_s)` -> probes.ssh.conn.CommandResult, or None if it failed."""
 
 
 def parse_df(output: str) -> int | None:
@@ -397,7 +396,7 @@ def open_access(ssh: SshSettings | None, ctx: ProbeContext, deadline: float) -> 
     """Local access when `ssh` is None, else SFTP over one SSH session (pooled when the agent
     shares a pool in ctx.shared). `deadline` is a time.monotonic() instant.
 
-    Connection failures surface as probes.sshconn.SshError (status and message), for the
+    Connection failures surface as probes.ssh.conn.SshError (status and message), for the
     probe to turn into its result.
     """
     if ssh is None:

@@ -1,9 +1,9 @@
 """Building blocks for probe settings: pydantic field types and the settings base class.
 
 Probe settings are pydantic models so the agent's configuration validates them together with
-everything else and reports every problem with its key path. Only the validating process
-imports this module; the plain values (`Secret`, `parse_duration`, ...) live in
-`probes.values`, which the monitoring process uses.
+everything else and reports every problem with its key path; the probe receives the very same
+validated object. The value types themselves (`Secret`, `parse_duration`, ...) live in
+`probes.values`.
 """
 
 from __future__ import annotations

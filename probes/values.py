@@ -1,7 +1,8 @@
-"""Plain value types and parsers shared by probe settings and probe runtime code.
+"""Value types and parsers shared by probe settings and probe runtime code.
 
-Free of pydantic: the monitoring process imports this (secret references, durations), while
-`probes.settings` wraps the same functions as pydantic field types for validation.
+`probes.settings` wraps these functions as pydantic field types (a duration, a secret
+reference, a regular expression); probes and the agent call them directly, e.g. to reveal a
+secret or to name an endpoint in a message.
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ def parse_duration(value: Any) -> float:
     if seconds <= 0:
         raise ValueError("a duration must be greater than zero")
     return seconds
+
+
+def hostport(host: str, port: int) -> str:
+    """`host:port`, with an IPv6 address in brackets: how messages name an endpoint."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def check_regex(value: str) -> str:

@@ -1,29 +1,34 @@
-"""`sentinel availability` and `sentinel exclusions`: the contract figure with its formula,
-and the force-majeure ledger it excludes."""
+"""`sentinel availability`: the contract figure (可用率) with its formula, its numbers and every
+outage and exclusion behind it (the ledger itself is `sentinel exclusions`, agent/cli/exclusions.py)."""
 
 from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TextIO
+from zoneinfo import ZoneInfo
+
+from agent.cli.output import at_ms, print_json, with_iso_times
 
 if TYPE_CHECKING:
     from agent.availability.gather import SubjectFigures
+    from agent.clock.periods import Period
+    from agent.config.schema import Config
+    from agent.store.db import Store
 
 
 POLICY_ZH = {"unavailable": "未知时间计为不可用", "excluded": "未知时间不计入"}
 
 
-def add_parsers(sub: Any) -> None:
+def add_parser(sub: Any) -> None:
     a = sub.add_parser(
         "availability",
         help="availability (可用率) per business system or check, with the formula and outages",
         description="Availability = available time ÷ (planned operating time − maintenance − force "
-        "majeure) × 100 %%. Unknown time (agent down, probe could not run) is shown separately and "
+        "majeure) × 100 %. Unknown time (agent down, probe could not run) is shown separately and "
         "enters the figure by availability.unknown_policy; both figures are always printed.",
     )
     a.add_argument("--system", action="append", help="only this business system (repeatable)")
@@ -38,24 +43,6 @@ def add_parsers(sub: Any) -> None:
     fmt = a.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print JSON")
     fmt.add_argument("--csv", action="store_true", help="print every outage and exclusion as CSV")
-
-    e = sub.add_parser("exclusions", help="force-majeure ledger (不可抗力): add, list, remove")
-    es = e.add_subparsers(dest="exclusions_command", metavar="ACTION", required=True)
-    add = es.add_parser("add", help="record agreed force majeure (excluded from availability)")
-    add.add_argument("--name", required=True)
-    add.add_argument("--start", required=True, help="'YYYY-MM-DD HH:MM' site time")
-    add.add_argument("--end", required=True, help="'YYYY-MM-DD HH:MM' site time")
-    add.add_argument("--system", action="append", default=[], help="affected system (default: all)")
-    add.add_argument("--reason", required=True, help="what happened (e.g. 市电中断，供电局计划外停电)")
-    add.add_argument("--approved-by", required=True, help="who agreed, both parties (甲方：…；乙方：…)")
-    add.add_argument("--by", help="who records it (default: the login name)")
-    lst = es.add_parser("list", help="list the ledger")
-    lst.add_argument("--all", action="store_true", help="include withdrawn records and the change log")
-    lst.add_argument("--json", action="store_true")
-    rm = es.add_parser("remove", help="withdraw a record (it stays in the ledger)")
-    rm.add_argument("name")
-    rm.add_argument("--reason", required=True, help="why it is withdrawn")
-    rm.add_argument("--by", help="who withdraws it (default: the login name)")
 
 
 # ------------------------------------------------------------------------- formatting
@@ -77,11 +64,13 @@ def _pct(v: float | None) -> str:
     return "—" if v is None else f"{v:.3f}%"
 
 
-def _local(ms: int, tz: Any) -> str:
+def _local(ms: int, tz: ZoneInfo) -> str:
     return datetime.fromtimestamp(ms / 1000, tz).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def render_text(items: Sequence[SubjectFigures], period: Any, tz: Any, now_ms: int, head: str | None) -> str:
+def render_text(
+    items: Sequence[SubjectFigures], period: Period, tz: ZoneInfo, now_ms: int, head: str | None
+) -> str:
     out: list[str] = []
     for it in items:
         title = "业务系统" if it.kind == "system" else "检查项"
@@ -143,16 +132,25 @@ def render_text(items: Sequence[SubjectFigures], period: Any, tz: Any, now_ms: i
     return "\n".join(out)
 
 
-def as_json(items: Sequence[SubjectFigures], period: Any, now_ms: int, head: str | None) -> dict[str, Any]:
-    return {
-        "period": {"label": period.label, "start_ms": period.start_ms, "end_ms": period.end_ms},
-        "computed_at_ms": now_ms,
-        "evidence_head": head,
-        "subjects": [it.as_dict() for it in items],
-    }
+def as_json(
+    items: Sequence[SubjectFigures], period: Period, tz: ZoneInfo, now_ms: int, head: str | None
+) -> dict[str, Any]:
+    """Durations stay milliseconds (`planned_ms`, …); instants are ISO 8601 with the site's offset
+    (`start_at`), to the millisecond where the computation had one."""
+    return dict(
+        with_iso_times(
+            {
+                "period": {"label": period.label, "start_ms": period.start_ms, "end_ms": period.end_ms},
+                "computed_at_ms": now_ms,
+                "evidence_head": head,
+                "subjects": [it.as_dict() for it in items],
+            },
+            tz,
+        )
+    )
 
 
-def write_csv(items: Sequence[SubjectFigures], tz: Any, stream: Any) -> None:
+def write_csv(items: Sequence[SubjectFigures], tz: ZoneInfo, stream: TextIO) -> None:
     w = csv.writer(stream)
     w.writerow(
         ["record", "subject", "start", "end", "duration_s", "checks", "fault", "kind", "name",
@@ -179,23 +177,14 @@ def write_csv(items: Sequence[SubjectFigures], tz: Any, stream: Any) -> None:
 # ------------------------------------------------------------------------- commands
 
 
-def _now_ms(config: Any, at: str | None) -> int:
-    if not at:
-        return int(datetime.now(UTC).timestamp() * 1000)
-    local = datetime.fromisoformat(at.strip().replace(" ", "T"))
-    if local.tzinfo is None:
-        local = local.replace(tzinfo=config.site.tz)
-    return int(local.timestamp() * 1000)
-
-
-def cmd_availability(config: Any, args: argparse.Namespace) -> int:
+def run(config: Config, args: argparse.Namespace) -> int:
     from agent.availability.gather import check_figures, system_figures
     from agent.clock.periods import PeriodError, parse_period
     from agent.store.db import Store
 
     tz = config.site.tz
     try:
-        now_ms = _now_ms(config, args.at)
+        now_ms = at_ms(args.at, tz)
         period = parse_period(args.period or str(datetime.fromtimestamp(now_ms / 1000, tz).year), tz)
     except (PeriodError, ValueError) as exc:
         print(f"sentinel: {exc}", file=sys.stderr)
@@ -220,7 +209,7 @@ def cmd_availability(config: Any, args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.json:
-        print(json.dumps(as_json(items, period, now_ms, head), ensure_ascii=False, indent=2, default=str))
+        print_json(as_json(items, period, tz, now_ms, head))
     elif args.csv:
         write_csv(items, tz, sys.stdout)
     else:
@@ -228,102 +217,9 @@ def cmd_availability(config: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _evidence_head(store: Any) -> str | None:
+def _evidence_head(store: Store) -> str | None:
     """The evidence chain's head the figures were computed from (None before schema 4)."""
     from agent.store import evidence
 
     head = evidence.head(store)
     return None if head is None else head.digest_hex
-
-
-def cmd_exclusions(config: Any, args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
-    from agent.windows import exclusions
-    from agent.cli.main import _print_table
-    from agent.cli.ops import _actor, _writer, print_change_log, print_validation_errors
-    from agent.cli.ops import _now_ms as now
-    from agent.config.schema import ForceMajeure
-
-    store = _writer(config)
-    tz = config.site.tz
-    try:
-        action = args.exclusions_command
-        if action == "add":
-            try:
-                rec = ForceMajeure.model_validate(
-                    {
-                        "name": args.name,
-                        "start": args.start,
-                        "end": args.end,
-                        "systems": args.system,
-                        "reason": args.reason,
-                        "approved_by": args.approved_by,
-                    }
-                )
-            except ValidationError as exc:
-                print_validation_errors(exc, "record")
-                return 2
-            missing = [s for s in rec.systems if config.system(s) is None]
-            if missing:
-                print(f"sentinel: not in the configuration: {', '.join(missing)}", file=sys.stderr)
-                return 2
-            exclusions.add(store, rec, tz, _actor(args), now())
-            print(f"force majeure {rec.name!r} recorded")
-            return 0
-        if action == "remove":
-            exclusions.remove(store, args.name, _actor(args), args.reason, now())
-            print(f"force majeure {args.name!r} withdrawn (kept in the ledger)")
-            return 0
-        rows = exclusions.list_all(store, include_removed=args.all)
-        if args.json:
-            print(
-                json.dumps(
-                    [
-                        {
-                            "name": x.record.name,
-                            "start_ms": x.start_ms,
-                            "end_ms": x.end_ms,
-                            "systems": list(x.record.systems),
-                            "reason": x.record.reason,
-                            "approved_by": x.record.approved_by,
-                            "source": x.source,
-                            "created_ms": x.created_ts,
-                            "created_by": x.created_by,
-                            "removed_ms": x.removed_ts,
-                            "removed_by": x.removed_by,
-                            "removed_reason": x.removed_reason,
-                        }
-                        for x in rows
-                    ],
-                    ensure_ascii=False,
-                    indent=2,
-                )
-            )
-            return 0
-        _print_table(
-            ["NAME", "FROM", "TO", "SYSTEMS", "REASON", "APPROVED BY", "RECORDED", "WITHDRAWN"],
-            [
-                [
-                    x.record.name,
-                    _local(x.start_ms, tz)[:16],
-                    _local(x.end_ms, tz)[:16],
-                    ",".join(x.record.systems) or "全部",
-                    x.record.reason,
-                    x.record.approved_by,
-                    f"{_local(x.created_ts, tz)[:16]} {x.created_by} ({x.source})",
-                    f"{_local(x.removed_ts, tz)[:16]} {x.removed_by}: {x.removed_reason}"
-                    if x.removed_ts
-                    else "-",
-                ]
-                for x in rows
-            ],
-        )
-        if args.all:
-            print_change_log(store, "exclusions_log", lambda ts: _local(ts, tz))
-        return 0
-    except exclusions.ExclusionError as exc:
-        print(f"sentinel: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        store.close()

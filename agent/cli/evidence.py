@@ -4,12 +4,15 @@ the committee an archive they can check without the agent."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+from agent.cli.output import at_ms, fmt_time, iso, print_json
+
+if TYPE_CHECKING:
+    from agent.config.schema import Config
 
 EXIT_BROKEN = 1
 
@@ -37,6 +40,7 @@ def add_parser(sub: Any) -> None:
     x.add_argument("--period", required=True, help="2026, 2026-11, 2026-Q4, 2026-11-23 or FROM..TO")
     x.add_argument("--out", type=Path, required=True, help="archive to write, e.g. evidence-2026.zip")
     x.add_argument("--at", help="compute the figures as of this local time 'YYYY-MM-DD HH:MM' (default: now)")
+    x.add_argument("--json", action="store_true", help="print what was written as JSON")
 
 
 class Progress:
@@ -67,7 +71,7 @@ class Progress:
             self._t0 = time.monotonic()
 
 
-def _period(config: Any, text: str | None) -> tuple[str | None, int | None, int | None]:
+def _period(config: Config, text: str | None) -> Span:
     if not text:
         return None, None, None
     from agent.clock.periods import parse_period
@@ -76,15 +80,7 @@ def _period(config: Any, text: str | None) -> tuple[str | None, int | None, int 
     return p.label, p.start_ms, p.end_ms
 
 
-def _fmt_ms(ms: int | None, config: Any) -> str:
-    if ms is None:
-        return "—"
-    from agent.clock.timeutil import fmt_local
-
-    return fmt_local(ms, config.site.tz)
-
-
-def run(args: argparse.Namespace, config: Any) -> int:
+def run(config: Config, args: argparse.Namespace) -> int:
     try:
         period = _period(config, args.period)
     except ValueError as exc:
@@ -97,13 +93,17 @@ def run(args: argparse.Namespace, config: Any) -> int:
     raise ValueError(f"not an evidence command: {args.command}")
 
 
-def _key(config: Any) -> bytes | None:
+def _key(config: Config) -> bytes | None:
     from agent.store.evidence import load_key
 
     return load_key(getattr(config.storage, "evidence_key", None))
 
 
-def _verify(args: argparse.Namespace, config: Any, period: tuple[str | None, int | None, int | None]) -> int:
+Span = tuple[str | None, int | None, int | None]
+"""A period's label, start and end (UTC ms); all None when no period was given."""
+
+
+def _verify(args: argparse.Namespace, config: Config, period: Span) -> int:
     from agent.store import evidence as E
     from agent.store.db import Store
 
@@ -115,32 +115,28 @@ def _verify(args: argparse.Namespace, config: Any, period: tuple[str | None, int
     rate = rep.rows / elapsed if elapsed > 0 else 0.0
     head = rep.head
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "ok": rep.ok,
-                    "period": label,
-                    "keyed": rep.keyed,
-                    "head": head.digest_hex if head else None,
-                    "head_sealed_at_ms": head.sealed_at_ms if head else None,
-                    "rows_checked": rep.rows,
-                    "seconds": round(elapsed, 3),
-                    "tables": [
-                        {
-                            "table": t.table,
-                            "rows": t.rows,
-                            "sealed": t.sealed,
-                            "unsealed": t.unsealed,
-                            "pruned": t.pruned,
-                            "checkpoints": t.checkpoints,
-                        }
-                        for t in rep.tables
-                    ],
-                    "problems": [vars(p) for p in rep.problems],
-                },
-                ensure_ascii=False,
-                indent=2,
-            )
+        print_json(
+            {
+                "ok": rep.ok,
+                "period": label,
+                "keyed": rep.keyed,
+                "head": head.digest_hex if head else None,
+                "head_sealed_at": iso(head.sealed_at_ms, config.site.tz) if head else None,
+                "rows_checked": rep.rows,
+                "seconds": round(elapsed, 3),
+                "tables": [
+                    {
+                        "table": t.table,
+                        "rows": t.rows,
+                        "sealed": t.sealed,
+                        "unsealed": t.unsealed,
+                        "pruned": t.pruned,
+                        "checkpoints": t.checkpoints,
+                    }
+                    for t in rep.tables
+                ],
+                "problems": [vars(p) for p in rep.problems],
+            }
         )
         return 0 if rep.ok else EXIT_BROKEN
     print(f"证据链核验 / evidence chain{f' — {label}' if label else ''}")
@@ -153,7 +149,7 @@ def _verify(args: argparse.Namespace, config: Any, period: tuple[str | None, int
     if head is not None:
         print(
             f"链头 / chain head: {head.digest_hex} "
-            f"(sealed {_fmt_ms(head.sealed_at_ms, config)}, {head.rows} rows)"
+            f"(sealed {fmt_time(head.sealed_at_ms, config.site.tz)}, {head.rows} rows)"
         )
     for t in rep.tables:
         if t.unsealed and t.problem is None:
@@ -170,19 +166,31 @@ def _verify(args: argparse.Namespace, config: Any, period: tuple[str | None, int
     return EXIT_BROKEN
 
 
-def _export(args: argparse.Namespace, config: Any, period: tuple[str | None, int | None, int | None]) -> int:
+def _export(args: argparse.Namespace, config: Config, period: Span) -> int:
     from agent.reports.export import export
     from agent.store.db import Store
 
     label, start, end = period
     assert label is not None and start is not None and end is not None
+    try:
+        now = at_ms(args.at, config.site.tz)
+    except ValueError as exc:
+        print(f"sentinel: --at: {exc}", file=sys.stderr)
+        return 2
     store = Store(config.storage.path, readonly=True)
-    now = int(datetime.now(UTC).timestamp() * 1000)
-    if args.at:
-        from agent.clock.timeutil import to_ms
-
-        now = to_ms(datetime.strptime(args.at, "%Y-%m-%d %H:%M").replace(tzinfo=config.site.tz))
     done = export(store, config, label, start, end, now, args.out)
+    if args.json:
+        print_json(
+            {
+                "path": str(done.path),
+                "period": label,
+                "rows": done.rows,
+                "tables": dict(done.tables),
+                "head": done.head.digest_hex if done.head is not None else None,
+                "computed_at": iso(now, config.site.tz),
+            }
+        )
+        return 0
     print(
         f"wrote {done.path}: {done.rows} rows ({', '.join(f'{k} {v}' for k, v in done.tables.items() if v)})"
     )

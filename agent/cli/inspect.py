@@ -20,11 +20,18 @@ the store (its lock is free), the command delivers the rows itself once before e
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from agent.cli.output import print_json, print_table, result_json
+
+if TYPE_CHECKING:
+    from agent.config.schema import Config
+    from agent.reports.archive import ArchivedReport
+    from agent.store.db import Store
+    from probes.base import CheckResult
 
 EXIT_UNKNOWN_CHECK = 3
 """As `sentinel check` answers an unknown name (2 would read as CRIT)."""
@@ -50,7 +57,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _write_report(config: Any, store: Any, rows: Sequence[tuple[str, Any]], reason: str, now_ms: int) -> Any:
+def _write_report(
+    config: Config, store: Store, rows: Sequence[tuple[str, CheckResult]], reason: str, now_ms: int
+) -> ArchivedReport:
     """Build the inspection report from the fresh results and archive it (PDF if configured)."""
     from agent.reports.archive import publish
     from agent.reports.delivery import pdf_kinds
@@ -68,9 +77,7 @@ def _write_report(config: Any, store: Any, rows: Sequence[tuple[str, Any]], reas
         return publish(config, data, lang=lang, pdf=False, recorder=store)
 
 
-def run(config: Any, args: argparse.Namespace) -> int:
-    from agent.cli.main import _print_table, _result_json
-
+def run(config: Config, args: argparse.Namespace) -> int:
     try:
         from agent.runtime.checks import run_checks_now
 
@@ -118,13 +125,13 @@ def run(config: Any, args: argparse.Namespace) -> int:
         doc = {
             "reason": args.reason,
             "worst": ["OK", "WARN", "CRIT", "UNKNOWN"][worst],
-            "results": [_result_json(n, r) for n, r in rows],
+            "results": [result_json(n, r, config.site.tz) for n, r in rows],
             "report": {"kind": archived.kind, "period": archived.period, "files": files},
             "sent": sent,
         }
-        print(json.dumps(doc, ensure_ascii=False, indent=2))
+        print_json(doc)
     else:
-        _print_table(["CHECK", "STATUS", "SUMMARY"], [[n, r.status.name, r.summary] for n, r in rows])
+        print_table(["CHECK", "STATUS", "SUMMARY"], [[n, r.status.name, r.summary] for n, r in rows])
         print(f"\n{args.reason}：报告已归档 {files['html']}")
         for kind, path in files.items():
             if kind != "html":

@@ -1,32 +1,72 @@
-"""`sentinel` command line. Commands import what they need lazily: `check` and `status`
-must start fast and small, the daemon must not carry the report renderer."""
+"""`sentinel` command line: the parser, the dispatch and the conventions every command shares.
+
+- `-c/--config FILE` is accepted before or after the command, on every command and action.
+- Every command validates the configuration in its own process (agent.config.schema.load): the
+  daemon keeps its PID and shows as `sentinel run` to `pgrep -f` and service checks.
+- Exit codes: 0 fine, 1 the command failed, 2 the configuration or an argument is wrong, except
+  `sentinel check`, a Nagios plugin, which answers a configuration error with 3 (UNKNOWN).
+- Command modules are imported lazily: `check` and `status` must start fast and small, and the
+  daemon must not carry the report renderer.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from agent import __version__
+from agent.cli.output import fmt_time, iso, print_json, print_table, result_json
+
+if TYPE_CHECKING:
+    from agent.config.errors import ConfigError
+    from agent.config.schema import Config
 
 DEFAULT_CONFIG = "config/sentinel.example.yaml"
 EXIT_CONFIG = 2
+EXIT_CHECK_UNKNOWN = 3
+"""`sentinel check` on a configuration error: UNKNOWN to Nagios (2 would page as CRITICAL)."""
+EXIT_BROKEN_PIPE = 141
+"""128 + SIGPIPE: what a shell reports for a command whose reader (head, less) went away."""
+
+NO_CONFIG_COMMANDS = ("ssh", "completion")
+"""Commands that run without a configuration file (a host key comes before the first SSH check)."""
+
+FILE_COMPLETION = {"bash": "_shtab_compgen_files", "zsh": "_files", "tcsh": "f"}
+"""shtab.FILE, written out so that building the parser never imports shtab."""
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+class _Parser(argparse.ArgumentParser):
+    """Every parser of the tree takes -c/--config, so it may come before or after the command.
+
+    The option's default is SUPPRESS everywhere: a subcommand that was not given -c leaves the
+    value given before it alone; main() fills in $SENTINEL_CONFIG or the default afterwards.
+    Subparsers are created with the parent's class, so nested actions get it too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        action = self.add_argument(
+            "-c",
+            "--config",
+            metavar="FILE",
+            default=argparse.SUPPRESS,
+            help=f"configuration file (default: $SENTINEL_CONFIG, else {DEFAULT_CONFIG})",
+        )
+        action.complete = FILE_COMPLETION  # type: ignore[attr-defined]  # read by shtab
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
         prog="sentinel",
         description="HIS Sentinel — monitoring and inspection agent for hospital information systems.",
+        epilog="Exit codes: 0 OK; 1 the command failed; 2 configuration or argument error "
+        "(`sentinel check`: 0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN, also for a configuration error).",
     )
-    p.add_argument(
-        "-c",
-        "--config",
-        default=os.environ.get("SENTINEL_CONFIG", DEFAULT_CONFIG),
-        help="configuration file (default: $SENTINEL_CONFIG or %(default)s)",
-    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     sub.add_parser(
@@ -39,8 +79,8 @@ def _parser() -> argparse.ArgumentParser:
         "check",
         help="run checks once and print a table (exit code = worst status)",
         description="Run the named checks (all when none named) once, print the results. "
-        "Exit code is the worst status, Nagios-style: 0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN. "
-        "Nothing is stored.",
+        "Exit code is the worst status, Nagios-style: 0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN "
+        "(3 also for an unknown check name or a configuration error). Nothing is stored.",
     )
     c.add_argument("names", nargs="*", metavar="NAME", help="check names (default: all enabled)")
     c.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -52,82 +92,101 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    cfg = sub.add_parser("config", help="configuration commands")
+    cfg = sub.add_parser("config", help="configuration commands: validate")
     cfg_sub = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True)
-    cfg_sub.add_parser(
+    v = cfg_sub.add_parser(
         "validate",
         help="validate the configuration; print every problem; exit 2 if any",
         description="Validate the configuration file and print every problem with its key path "
         "and line. Exit code 0 when valid, 2 otherwise.",
     )
+    v.add_argument("--json", action="store_true", help="print the result (and every problem) as JSON")
 
-    r = sub.add_parser("report", help="write an inspection report")
+    r = sub.add_parser("report", help="write an inspection report, or list the archived ones")
     r_sub = r.add_subparsers(dest="report_kind", metavar="KIND", required=True)
-    from agent.cli import reports as cli_reports
-
-    cli_reports.add_parser(r_sub)
-    from agent.cli import availability as cli_availability
-    from agent.cli import ops as cli_ops
-
-    cli_ops.add_parsers(sub)
-    cli_availability.add_parsers(sub)
-    from agent.cli import evidence as cli_evidence
+    from agent.cli import (
+        availability,
+        evidence,
+        exclusions,
+        faults,
+        maintenance,
+        notifications,
+        reports,
+        ssh,
+    )
     from agent.cli import inspect as cli_inspect
-    from agent.cli.ssh import add_parser as add_ssh_parser
 
-    add_ssh_parser(sub)
-    cli_inspect.add_parser(sub)
-    cli_evidence.add_parser(sub)
+    reports.add_parser(r_sub)
+    for group in (faults, notifications, maintenance, availability, exclusions, ssh, cli_inspect, evidence):
+        group.add_parser(sub)
+
+    comp = sub.add_parser(
+        "completion",
+        help="print a shell completion script (bash or zsh)",
+        description="Print a completion script generated from this parser. Load it with "
+        '`eval "$(sentinel completion bash)"`, or save it as '
+        "/etc/bash_completion.d/sentinel (bash) or as _sentinel in a directory of $fpath (zsh).",
+    )
+    comp.add_argument("shell", choices=["bash", "zsh"], help="the shell to complete for")
     return p
 
 
 def entry() -> None:
-    """The `sentinel` command and `python -m agent`: `main()`, allowed to replace the process.
+    """The `sentinel` console script and `python -m agent`.
 
-    On POSIX, `run` and `check` hand the process to the validator, which hands it back with the
-    validated configuration (agent.configload): one process at a time, never pydantic and the
-    running agent together. `main()` itself never replaces the process (tests call it)."""
-    raise SystemExit(main(exec_ok=True))
+    A reader that goes away early (`sentinel faults list | head`) is not an error of ours: no
+    traceback. Python would flush stdout again at exit and complain a second time, so stdout is
+    pointed at /dev/null first (Python docs, signal module, "Note on SIGPIPE")."""
+    try:
+        try:
+            code: int | str | None = main()
+        except SystemExit as exc:  # argparse: --help, --version and usage errors end here
+            code = exc.code
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = EXIT_BROKEN_PIPE
+    raise SystemExit(code)
 
 
-def main(argv: Sequence[str] | None = None, *, exec_ok: bool = False) -> int:
-    raw_argv = list(sys.argv[1:] if argv is None else argv)
-    args = _parser().parse_args(raw_argv)
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "config"):
+        args.config = os.environ.get("SENTINEL_CONFIG") or DEFAULT_CONFIG
+    if args.command == "completion":
+        return _cmd_completion(parser, args)
     if args.command == "ssh":
-        # Recording a host key needs no configuration (it comes before the first SSH check).
-        from agent.cli import ssh as cli_ssh
+        from agent.cli import ssh
 
-        return cli_ssh.run(args)
+        return ssh.run(args)
     from agent.config.errors import ConfigError
-    from agent.config.handoff import ConfigLoadFailed
+    from agent.config.schema import load
 
     try:
-        config = _load_config(args, raw_argv, exec_ok)
+        config = load(args.config)
     except ConfigError as exc:
-        print(exc.render(), file=sys.stderr)
-        return EXIT_CONFIG
-    except ConfigLoadFailed as exc:
-        print(f"sentinel: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    handler = {
+        return _config_error(exc, args)
+    handlers: dict[str, Callable[[Config, argparse.Namespace], int]] = {
         "run": _cmd_run,
         "check": _cmd_check,
         "status": _cmd_status,
         "config": _cmd_config,
-        "report": _lazy("reports", "run"),
-        "faults": _lazy("ops", "cmd_faults"),
-        "notifications": _lazy("ops", "cmd_notifications"),
-        "maintenance": _lazy("ops", "cmd_maintenance"),
-        "availability": _lazy("availability", "cmd_availability"),
-        "exclusions": _lazy("availability", "cmd_exclusions"),
-        "inspect": _lazy("inspect", "run"),
-        "verify": _evidence,
-        "evidence": _evidence,
-    }[args.command]
+        "report": _lazy("reports"),
+        "faults": _lazy("faults"),
+        "notifications": _lazy("notifications"),
+        "maintenance": _lazy("maintenance"),
+        "availability": _lazy("availability"),
+        "exclusions": _lazy("exclusions"),
+        "inspect": _lazy("inspect"),
+        "verify": _lazy("evidence"),
+        "evidence": _lazy("evidence"),
+    }
     from agent.clock.periods import PeriodError
 
     try:
-        return handler(config, args)
+        return handlers[args.command](config, args)
     except PeriodError as exc:
         print(f"sentinel: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -135,74 +194,84 @@ def main(argv: Sequence[str] | None = None, *, exec_ok: bool = False) -> int:
         return 130
 
 
-# Commands that run probes get the configuration in plain form from a validating helper
-# process, so neither the daemon nor a `check` round carries pydantic and YAML (memory).
-_PLAIN_CONFIG_COMMANDS = ("run", "check")
+def _config_error(exc: ConfigError, args: argparse.Namespace) -> int:
+    if args.command == "config" and args.json:
+        print_json(
+            {
+                "file": args.config,
+                "valid": False,
+                "problems": [{"path": p.path, "line": p.line, "message": p.message} for p in exc.problems],
+            }
+        )
+    else:
+        print(exc.render(), file=sys.stderr)
+    return EXIT_CHECK_UNKNOWN if args.command == "check" else EXIT_CONFIG
 
 
-def _load_config(args: argparse.Namespace, raw_argv: list[str], exec_ok: bool) -> Any:
-    if args.command in _PLAIN_CONFIG_COMMANDS:
-        from agent.config import handoff as configload
+def _lazy(module: str) -> Callable[[Config, argparse.Namespace], int]:
+    """A command module's `run`, imported only when that command runs (keeps `check` small)."""
 
-        handed = configload.FD_ENV in os.environ
-        validated = configload.take_validated(args.config)
-        if validated is not None:
-            return validated
-        if exec_ok and os.name == "posix" and not handed:
-            configload.exec_validating(args.config, raw_argv)
-        return configload.load_plain(args.config)
-    from agent.config.schema import load
-
-    return load(args.config)
-
-
-def _lazy(module: str, name: str) -> Any:
-    """A command handler imported only when that command runs (keeps `sentinel check` small)."""
-
-    def run(config: Any, args: argparse.Namespace) -> int:
+    def run(config: Config, args: argparse.Namespace) -> int:
         import importlib
 
-        return int(getattr(importlib.import_module(f"agent.cli.{module}"), name)(config, args))
+        return int(importlib.import_module(f"agent.cli.{module}").run(config, args))
 
     return run
 
 
-def _evidence(config: Any, args: argparse.Namespace) -> int:
-    from agent.cli import evidence as cli_evidence
+def _cmd_completion(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    import shtab
 
-    return cli_evidence.run(args, config)
+    print(shtab.complete(parser, shell=args.shell))
+    return 0
 
 
-def _cmd_config(config: Any, args: argparse.Namespace) -> int:
+def _cmd_config(config: Config, args: argparse.Namespace) -> int:
     from agent.notify import preflight
 
     # Channels are checked without sending: a robot URL in the wrong variable shows up now,
     # not with the first 一级 alert.
     problems = [
-        f"notifications.channels.{name}: {problem}"
+        (f"notifications.channels.{name}", problem)
         for name, channel in config.notifications.channels.items()
         for problem in preflight(channel)
     ]
+    summary = {
+        "systems": len(config.systems),
+        "checks": len(config.checks),
+        "notification_channels": len(config.notifications.channels),
+        "maintenance_windows": len(config.maintenance),
+    }
+    if args.json:
+        print_json(
+            {
+                "file": args.config,
+                "valid": not problems,
+                "problems": [{"path": path, "line": None, "message": text} for path, text in problems],
+                **({} if problems else {"summary": summary}),
+            }
+        )
+        return EXIT_CONFIG if problems else 0
     if problems:
         print(f"{args.config}: {len(problems)} problem(s) in notification channels", file=sys.stderr)
-        for p in problems:
-            print(f"  - {p}", file=sys.stderr)
+        for path, text in problems:
+            print(f"  - {path}: {text}", file=sys.stderr)
         return EXIT_CONFIG
     print(
-        f"{args.config}: valid — {len(config.systems)} systems, {len(config.checks)} checks, "
-        f"{len(config.notifications.channels)} notification channels, "
-        f"{len(config.maintenance)} maintenance windows"
+        f"{args.config}: valid — {summary['systems']} systems, {summary['checks']} checks, "
+        f"{summary['notification_channels']} notification channels, "
+        f"{summary['maintenance_windows']} maintenance windows"
     )
     return 0
 
 
-def _cmd_run(config: Any, args: argparse.Namespace) -> int:
+def _cmd_run(config: Config, args: argparse.Namespace) -> int:
     from agent.runtime import logs
     from agent.runtime.daemon import Daemon, limit_malloc_arenas
     from agent.store.db import StoreLocked
 
     limit_malloc_arenas()
-    logs.setup(config.agent.log_level, config.agent.log_file, config.agent.log_json)
+    logs.setup(config.agent.log_level, config.agent.log_file, config.agent.log_json, config.site.tz)
     try:
         daemon = Daemon(config, Path(args.config).resolve())
     except StoreLocked as exc:
@@ -220,7 +289,7 @@ def _cmd_run(config: Any, args: argparse.Namespace) -> int:
     os._exit(rc)
 
 
-def _cmd_check(config: Any, args: argparse.Namespace) -> int:
+def _cmd_check(config: Config, args: argparse.Namespace) -> int:
     from agent.runtime.checks import run_checks_now
 
     try:
@@ -229,35 +298,20 @@ def _cmd_check(config: Any, args: argparse.Namespace) -> int:
         rows = run_checks_now(config, args.names)
     except KeyError as exc:
         print(f"sentinel: unknown check(s): {exc.args[0]}", file=sys.stderr)
-        return 3
+        return EXIT_CHECK_UNKNOWN
     worst = max((r.status for _, r in rows), default=0)
     if args.json:
-        print(json.dumps([_result_json(n, r) for n, r in rows], ensure_ascii=False, indent=2))
+        print_json([result_json(n, r, config.site.tz) for n, r in rows])
     else:
-        _print_table(
+        print_table(
             ["CHECK", "STATUS", "TIME", "SUMMARY"],
             [[n, r.status.name, f"{r.duration_s * 1000:.0f} ms", r.summary] for n, r in rows],
         )
     return int(worst)
 
 
-def _result_json(name: str, r: Any) -> dict[str, Any]:
-    if r is None:
-        return {"check": name, "status": "UNKNOWN", "summary": "no result"}
-    return {
-        "check": name,
-        "status": r.status.name,
-        "summary": r.summary,
-        "started_at": r.started_at.isoformat(),
-        "duration_s": r.duration_s,
-        "metrics": [{"name": m.name, "value": m.value, "unit": m.unit} for m in r.metrics],
-        "details": dict(r.details),
-    }
-
-
-def _cmd_status(config: Any, args: argparse.Namespace) -> int:
+def _cmd_status(config: Config, args: argparse.Namespace) -> int:
     from agent.store.db import Store
-    from agent.clock.timeutil import fmt_local
 
     try:
         store = Store(config.storage.path, readonly=True)
@@ -265,63 +319,62 @@ def _cmd_status(config: Any, args: argparse.Namespace) -> int:
         print(f"sentinel: {exc}", file=sys.stderr)
         return 1
     tz = config.site.tz
-    configured = {c.name for c in config.checks if c.enabled}
-    states = [s for s in store.current() if s.check in configured]
-    runs = store.runs()
+    try:
+        configured = {c.name for c in config.checks if c.enabled}
+        states = [s for s in store.current() if s.check in configured]
+        runs = store.runs()
+    finally:
+        store.close()
     last = runs[-1] if runs else None
-    agent_info: dict[str, Any] = {"running": False}
-    if last is not None:
-        alive = last.stopped_ts is None and (
-            datetime.now(UTC).timestamp() * 1000 - last.heartbeat_ts < 3 * config.agent.heartbeat * 1000
-        )
-        agent_info = {
-            "running": alive,
-            "pid": last.pid,
-            "started": fmt_local(last.started_ts, tz),
-            "last_heartbeat": fmt_local(last.heartbeat_ts, tz),
-            "stopped": fmt_local(last.stopped_ts, tz) if last.stopped_ts else None,
-        }
+    running = last is not None and (
+        last.stopped_ts is None
+        and datetime.now(UTC).timestamp() * 1000 - last.heartbeat_ts < 3 * config.agent.heartbeat * 1000
+    )
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "agent": agent_info,
-                    "checks": [
-                        {
-                            "check": s.check,
-                            "kind": s.kind,
-                            "system": s.system,
-                            "state": s.hard.name if s.hard is not None else "PENDING",
-                            "since": fmt_local(s.since_ts, tz) if s.since_ts else None,
-                            "last_result": fmt_local(s.last_ts, tz) if s.last_ts else None,
-                            "last_status": s.last_status.name if s.last_status is not None else None,
-                            "summary": s.last_summary,
-                        }
-                        for s in states
-                    ],
-                },
-                ensure_ascii=False,
-                indent=2,
-            )
+        agent_info: dict[str, Any] = {"running": False}
+        if last is not None:
+            agent_info = {
+                "running": running,
+                "pid": last.pid,
+                "started_at": iso(last.started_ts, tz),
+                "last_heartbeat_at": iso(last.heartbeat_ts, tz),
+                "stopped_at": iso(last.stopped_ts, tz),
+            }
+        print_json(
+            {
+                "agent": agent_info,
+                "checks": [
+                    {
+                        "check": s.check,
+                        "kind": s.kind,
+                        "system": s.system,
+                        "state": s.hard.name if s.hard is not None else "PENDING",
+                        "since": iso(s.since_ts or None, tz),
+                        "last_result_at": iso(s.last_ts or None, tz),
+                        "last_status": s.last_status.name if s.last_status is not None else None,
+                        "summary": s.last_summary,
+                    }
+                    for s in states
+                ],
+            }
         )
         return 0
     if last is None:
         print("agent: has not run yet")
     else:
-        state = "running" if agent_info["running"] else "not running"
         print(
-            f"agent: {state} (pid {last.pid}, started {agent_info['started']}, "
-            f"last heartbeat {agent_info['last_heartbeat']})"
+            f"agent: {'running' if running else 'not running'} (pid {last.pid}, "
+            f"started {fmt_time(last.started_ts, tz)}, last heartbeat {fmt_time(last.heartbeat_ts, tz)})"
         )
-    _print_table(
+    print_table(
         ["CHECK", "SYSTEM", "STATE", "SINCE", "LAST RESULT", "SUMMARY"],
         [
             [
                 s.check,
                 s.system or "-",
                 s.hard.name if s.hard is not None else "PENDING",
-                fmt_local(s.since_ts, tz) if s.since_ts else "-",
-                fmt_local(s.last_ts, tz) if s.last_ts else "-",
+                fmt_time(s.since_ts or None, tz, "-"),
+                fmt_time(s.last_ts or None, tz, "-"),
                 s.last_summary or "-",
             ]
             for s in states
@@ -331,30 +384,3 @@ def _cmd_status(config: Any, args: argparse.Namespace) -> int:
     if missing:
         print(f"no results yet: {', '.join(missing)}")
     return 0
-
-
-def _print_table(header: list[str], rows: list[list[str]]) -> None:
-    from unicodedata import east_asian_width
-
-    def width(text: str) -> int:
-        return sum(2 if east_asian_width(ch) in "WF" else 1 for ch in text)
-
-    def clip(text: str, limit: int) -> str:
-        text = text.replace("\n", " ")
-        if width(text) <= limit:
-            return text
-        out, w = "", 0
-        for ch in text:
-            cw = width(ch)
-            if w + cw > limit - 1:
-                break
-            out += ch
-            w += cw
-        return out + "…"
-
-    # Every column but the last is clipped to 40 columns; the last one (a summary) to 120.
-    limits = [40] * (len(header) - 1) + [120]
-    cells = [[clip(str(c), limits[i]) for i, c in enumerate(r)] for r in rows]
-    widths = [max([width(h)] + [width(r[i]) for r in cells]) for i, h in enumerate(header)]
-    for r in [header, *cells]:
-        print("  ".join(c + " " * (widths[i] - width(c)) for i, c in enumerate(r)).rstrip())

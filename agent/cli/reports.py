@@ -7,11 +7,17 @@ matplotlib, WeasyPrint) load only when a report is written.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from agent.cli.output import at_ms, fmt_time, iso, print_json, print_table
+
+if TYPE_CHECKING:
+    from agent.config.schema import Config
+    from agent.reports.archive import ArchivedReport
+    from agent.store.db import Store
 
 KINDS = ("daily", "weekly", "monthly", "quarterly", "yearly", "acceptance")
 HELP = {
@@ -43,8 +49,9 @@ def add_parser(report_subparsers: Any) -> None:
         p.add_argument("--send", action="store_true", help="e-mail it to the recipients of this report kind")
         p.add_argument("--at", help="compute as of this local time 'YYYY-MM-DD HH:MM' (default: now)")
         p.add_argument("--late", action="store_true", help=argparse.SUPPRESS)
+        p.add_argument("--json", action="store_true", help="print the written files as JSON")
     lst = report_subparsers.add_parser("list", help="list archived reports with their SHA-256")
-    lst.add_argument("--json", action="store_true")
+    lst.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
 def default_period(kind: str, today: date) -> str:
@@ -81,7 +88,7 @@ class _Bar:
             print(line, file=sys.stderr, flush=True)
 
 
-def _build(config: Any, store: Any, kind: str, label: str, now_ms: int, late: bool) -> dict[str, Any]:
+def _build(config: Config, store: Store, kind: str, label: str, now_ms: int, late: bool) -> dict[str, Any]:
     from agent.clock.periods import parse_period
 
     tz = config.site.tz
@@ -103,7 +110,7 @@ def _build(config: Any, store: Any, kind: str, label: str, now_ms: int, late: bo
     return build_periodic(config, store, kind, period, now_ms, late=late, progress=progress)
 
 
-def run(config: Any, args: argparse.Namespace) -> int:
+def run(config: Config, args: argparse.Namespace) -> int:
     from agent.clock.periods import PeriodError
     from agent.store.db import Store
 
@@ -111,9 +118,11 @@ def run(config: Any, args: argparse.Namespace) -> int:
     if kind == "list":
         return _list(config, args)
     tz = config.site.tz
-    from agent.cli.availability import _now_ms
-
-    now_ms = _now_ms(config, args.at)
+    try:
+        now_ms = at_ms(args.at, tz)
+    except ValueError as exc:
+        print(f"sentinel: --at: {exc}", file=sys.stderr)
+        return 2
     today = datetime.fromtimestamp(now_ms / 1000, tz).date()
     label = args.period
     if getattr(args, "date", None):
@@ -148,15 +157,25 @@ def run(config: Any, args: argparse.Namespace) -> int:
     finally:
         if writer is not None:
             writer.close()
-    for p in (archived.html_path, archived.pdf_path, archived.json_path):
-        if p is not None:
-            print(p)
+    if args.json:
+        files = {"html": archived.html_path, "pdf": archived.pdf_path, "json": archived.json_path}
+        print_json(
+            {
+                "kind": archived.kind,
+                "period": archived.period,
+                "files": {k: str(v) for k, v in files.items() if v is not None},
+            }
+        )
+    else:
+        for p in (archived.html_path, archived.pdf_path, archived.json_path):
+            if p is not None:
+                print(p)
     if args.send:
         return _send(config, archived)
     return 0
 
 
-def _writer(config: Any) -> Any:
+def _writer(config: Config) -> Store | None:
     """A writable store for report_runs, or None (read-only medium, store busy)."""
     import sqlite3
 
@@ -169,9 +188,9 @@ def _writer(config: Any) -> Any:
         return None
 
 
-def _send(config: Any, archived: Any) -> int:
+def _send(config: Config, archived: ArchivedReport) -> int:
     try:
-        from agent.reports.delivery import send_report
+        from agent.reports.delivery import deliver_unless_agent_runs, send_report
     except ImportError:
         print(
             "sentinel: e-mail delivery of reports is not available in this build "
@@ -179,17 +198,35 @@ def _send(config: Any, archived: Any) -> int:
             file=sys.stderr,
         )
         return 1
+    import time
+
     from agent.store.db import Store
 
     store = Store(config.storage.path)
     try:
-        send_report(config, store, archived)
+        # Queued at the real time even with --at: a row due "as of" a future --at would wait.
+        try:
+            queued = send_report(config, store, archived, int(time.time() * 1000))
+        except KeyError as exc:
+            print(f"sentinel: report recipient channel(s) not configured: {exc.args[0]}", file=sys.stderr)
+            return 1
+        except FileNotFoundError as exc:
+            print(f"sentinel: the report could not be queued: {exc}", file=sys.stderr)
+            return 1
+        # stdout lists the report's files (scripts read it); how the sending went is for the user.
+        if queued:
+            print(deliver_unless_agent_runs(config, store, archived), file=sys.stderr)
+        else:
+            print(
+                f"未发送：没有为 {archived.kind} 配置收件渠道（reports.recipients），或已发送过",
+                file=sys.stderr,
+            )
     finally:
         store.close()
     return 0
 
 
-def _list(config: Any, args: argparse.Namespace) -> int:
+def _list(config: Config, args: argparse.Namespace) -> int:
     from agent.reports.archive import list_archived
 
     reports = list_archived(config)
@@ -200,7 +237,7 @@ def _list(config: Any, args: argparse.Namespace) -> int:
                 "kind": r.kind,
                 "period": r.period,
                 "lang": r.lang,
-                "generated_ms": r.generated_ms,
+                "generated_at": iso(r.generated_ms, tz),
                 "late": r.late,
                 "html": str(r.html_path),
                 "pdf": str(r.pdf_path) if r.pdf_path else None,
@@ -210,18 +247,24 @@ def _list(config: Any, args: argparse.Namespace) -> int:
             }
             for r in reports
         ]
-        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        print_json(rows)
         return 0
     if not reports:
         print(f"no reports under {config.reports.output_dir}")
         return 0
-    print(f"{'KIND':<11} {'PERIOD':<24} {'GENERATED':<17} {'LATE':<4} {'PDF':<3} {'SHA-256 (HTML)':<16} PATH")
-    for r in reports:
-        when = datetime.fromtimestamp(r.generated_ms / 1000, tz).strftime("%Y-%m-%d %H:%M")
-        sha = r.sha256.get(r.html_path.name, "")[:16]
-        period = r.period + ("" if r.lang == "zh" else f" ({r.lang})")
-        print(
-            f"{r.kind:<11} {period:<24} {when:<17} {'yes' if r.late else '-':<4} "
-            f"{'yes' if r.pdf_path else '-':<3} {sha:<16} {r.html_path.parent}"
-        )
+    print_table(
+        ["KIND", "PERIOD", "GENERATED", "LATE", "PDF", "SHA-256 (HTML)", "PATH"],
+        [
+            [
+                r.kind,
+                r.period + ("" if r.lang == "zh" else f" ({r.lang})"),
+                fmt_time(r.generated_ms, tz),
+                "yes" if r.late else "-",
+                "yes" if r.pdf_path else "-",
+                r.sha256.get(r.html_path.name, "")[:16],
+                str(r.html_path.parent),
+            ]
+            for r in reports
+        ],
+    )
     return 0

@@ -14,7 +14,15 @@ import tempfile
 from pathlib import Path
 from typing import Any, TextIO
 
-from probes.ssh.conn import DEFAULT_KNOWN_HOSTS, SshError, fetch_host_key, fingerprint, known_hosts_name, load_known_hosts, recorded_keys
+from probes.ssh.conn import (
+    DEFAULT_KNOWN_HOSTS,
+    SshError,
+    fetch_host_key,
+    fingerprint,
+    known_hosts_name,
+    load_known_hosts,
+    recorded_keys,
+)
 
 EXIT_OK = 0
 EXIT_REFUSED = 1

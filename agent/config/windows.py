@@ -36,10 +36,10 @@ def parse_hhmm(v: Any) -> str:
         )
     if not isinstance(v, str):
         raise ValueError("a time of day must be a string 'HH:MM'")
-    m = _HHMM.match(v.strip())
-    if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
+    found = _HHMM.match(v.strip())
+    if not found or int(found.group(1)) > 23 or int(found.group(2)) > 59:
         raise ValueError(f"{v!r} is not a time of day 'HH:MM' (00:00-23:59)")
-    return f"{int(m.group(1)):02d}:{m.group(2)}"
+    return f"{int(found.group(1)):02d}:{found.group(2)}"
 
 
 def recurring_duration(v: float) -> float:

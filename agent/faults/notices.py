@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from agent.config.schema import Config
 from agent.faults.records import LEVEL_NAMES, Fault
 from agent.notify.outbox import SendError
 
@@ -71,7 +72,7 @@ def message_from_json(text: str) -> Any:
 class AlertPlanner:
     """Implements faults.Planner from the configuration's routes."""
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: Config) -> None:
         self.config = config
         self._env: Any = None
 

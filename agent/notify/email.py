@@ -89,14 +89,14 @@ def build_email(settings: EmailChannel, message: Message, *, now: datetime | Non
     msg.set_content(message.text)
     if message.html is not None:
         msg.add_alternative(message.html, subtype="html")
-        html_part = msg.get_payload()[-1]
+        html_part = _last_part(msg)
         for cid, mime, data in message.inline_images:
             maintype, subtype = mime.split("/", 1)
             html_part.add_related(data, maintype, subtype, cid=f"<{cid}>", disposition="inline")
     for filename, mime, data in message.attachments:
         maintype, subtype = mime.split("/", 1)
         msg.add_attachment(data, maintype, subtype, filename=filename)
-        part = msg.get_payload()[-1]
+        part = _last_part(msg)
         # name= on Content-Type as well: some clients ignore Content-Disposition's filename.
         # set_raw keeps our RFC 2047 words; the header classes would re-encode them as RFC 2231.
         del part["Content-Type"]
@@ -107,6 +107,13 @@ def build_email(settings: EmailChannel, message: Message, *, now: datetime | Non
             # level may carry one (RFC 2045 §4), and strict gateways flag the rest.
             del part["MIME-Version"]
     return msg
+
+
+def _last_part(msg: EmailMessage) -> EmailMessage:
+    """The part just added to a multipart message (its payload is then a list of parts)."""
+    parts = msg.get_payload()
+    assert isinstance(parts, list) and isinstance(parts[-1], EmailMessage)
+    return parts[-1]
 
 
 def _quoted_name(filename: str) -> str:

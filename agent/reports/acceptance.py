@@ -11,13 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from agent.clock.periods import Period
+from agent.config.schema import Config
 from agent.reports import avail, common, faultstats
 from agent.reports.avail import Progress
 from agent.store.db import Store
 
 
 def build_acceptance(
-    config: Any,
+    config: Config,
     store: Store,
     period: Period,
     now_ms: int,

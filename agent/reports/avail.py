@@ -12,6 +12,7 @@ from fractions import Fraction
 from typing import Any
 
 from agent.availability.gather import SubjectFigures, check_figures, system_figures
+from agent.config.schema import Config
 from agent.store.db import Store
 
 Progress = Callable[[int, int, str], None]
@@ -39,7 +40,7 @@ def entry(sf: SubjectFigures) -> dict[str, Any]:
 
 
 def systems(
-    config: Any,
+    config: Config,
     store: Store,
     start_ms: int,
     end_ms: int,
@@ -65,7 +66,7 @@ def systems(
 
 
 def checks(
-    config: Any, store: Store, names: Sequence[str], start_ms: int, end_ms: int, now_ms: int
+    config: Config, store: Store, names: Sequence[str], start_ms: int, end_ms: int, now_ms: int
 ) -> dict[str, dict[str, Any]]:
     return {n: entry(check_figures(store, config, n, start_ms, end_ms, now_ms)) for n in names}
 

@@ -71,9 +71,11 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def _rc() -> dict[str, Any]:
+def _rc() -> dict[Any, Any]:
+    # Keys typed Any: matplotlib's stubs want a Literal of every rc key, which a dict built
+    # here cannot be without listing its keys twice.
     font = _font()
-    rc: dict[str, Any] = {"axes.unicode_minus": False, "font.size": 9}
+    rc: dict[Any, Any] = {"axes.unicode_minus": False, "font.size": 9}
     if font:
         rc["font.family"] = [font, "DejaVu Sans"]
     return rc

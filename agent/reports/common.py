@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import agent
+from agent.config.schema import Config
 from agent.store.db import Store
 
 DATA_VERSION = 2
@@ -37,7 +38,7 @@ def chain_head(store: Store) -> dict[str, Any] | None:
 
 
 def header(
-    config: Any,
+    config: Config,
     store: Store,
     kind: str,
     label: str,

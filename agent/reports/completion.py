@@ -12,14 +12,15 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
+from agent.clock.timeutil import to_ms
+from agent.config.schema import Config
 from agent.reports import dbsection
 from agent.store.db import Store
-from agent.clock.timeutil import to_ms
 
 DAY_MS = 86_400_000
 
 
-def _daily_reports(config: Any, store: Store, start_ms: int, end_ms: int, now_ms: int) -> dict[str, Any]:
+def _daily_reports(config: Config, store: Store, start_ms: int, end_ms: int, now_ms: int) -> dict[str, Any]:
     tz = config.site.tz
     runs = store.runs()
     planned: list[str] = []
@@ -44,7 +45,7 @@ def _daily_reports(config: Any, store: Store, start_ms: int, end_ms: int, now_ms
     }
 
 
-def _backups(config: Any, store: Store, start_ms: int, end_ms: int, now_ms: int) -> dict[str, Any]:
+def _backups(config: Config, store: Store, start_ms: int, end_ms: int, now_ms: int) -> dict[str, Any]:
     known = set(store.check_names())
     # A judgement made up to a day after the period still speaks about a slot due inside it.
     until = min(now_ms + 1, end_ms + DAY_MS)
@@ -81,7 +82,7 @@ def _backups(config: Any, store: Store, start_ms: int, end_ms: int, now_ms: int)
     return {"task": "备份任务", "planned": len(slots), "done": len(slots) - len(missing), "missing": missing}
 
 
-def completion(config: Any, store: Store, start_ms: int, end_ms: int, now_ms: int) -> dict[str, Any]:
+def completion(config: Config, store: Store, start_ms: int, end_ms: int, now_ms: int) -> dict[str, Any]:
     tasks = [
         _daily_reports(config, store, start_ms, end_ms, now_ms),
         _backups(config, store, start_ms, end_ms, now_ms),

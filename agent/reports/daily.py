@@ -25,12 +25,14 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from agent.clock.timeutil import day_bounds
 from agent.reports import avail, common, dbsection, faultstats
 from agent.reports.i18n import WEEKDAYS_ZH
 from agent.reports.render import render
 from agent.store.db import AgentRun, CurrentState, Interval, Store, StoredResult
-from agent.clock.timeutil import day_bounds
+from probes import registry
 from probes.base import Status, worst
+from probes.registry import Section
 
 log = logging.getLogger("sentinel.reports")
 
@@ -126,14 +128,13 @@ def percentile(values: Sequence[float], p: float) -> float | None:
     return ordered[rank - 1]
 
 
-def _latency_ms(kind: str, r: StoredResult) -> float | None:
+def _latency_ms(r: StoredResult) -> float | None:
+    """An endpoint's latency as its probe judges it: a request's `latency_ms` (HTTP), or connect
+    plus exchange (`connect_ms` + `response_ms`, TCP); None when the result has neither."""
     m = {x.name: x.value for x in r.metrics}
-    if kind == "http":
-        return m.get("latency_ms")
-    if kind == "tcp":
-        # The TCP probe judges connect plus exchange against its limits; report the same.
-        if "connect_ms" not in m:
-            return None
+    if "latency_ms" in m:
+        return m["latency_ms"]
+    if "connect_ms" in m:
         return m["connect_ms"] + m.get("response_ms", 0.0)
     return None
 
@@ -203,7 +204,10 @@ def _databases(
     backups (its last result up to `night_end`), and each backup-file set of the night."""
     databases: list[dict[str, Any]] = []
     sets: list[dict[str, Any]] = []
+    feeding = {*registry.kinds_feeding(Section.DATABASES), *registry.kinds_feeding(Section.BACKUPS)}
     for c in checks:
+        if c.kind not in feeding:
+            continue
         day = [r for r in day_results.get(c.name, []) if r.details]
         if not day or not (
             dbsection.is_database(day[-1].details) or dbsection.is_backup_files(day[-1].details)
@@ -336,12 +340,14 @@ def build_daily(
     hosts_out = []
     endpoints_out = []
     cert_rows = []
-    endpoint_names = [c.name for c in checks_cfg if c.kind in ("http", "tcp")]
+    host_kinds = registry.kinds_feeding(Section.HOSTS)
+    endpoint_kinds = registry.kinds_feeding(Section.INTERFACES)
+    endpoint_names = [c.name for c in checks_cfg if c.kind in endpoint_kinds]
     endpoint_figures = avail.checks(config, store, endpoint_names, start, end, now)
     for c in checks_cfg:
         rs = results_by_check.get(c.name, [])
         row = check_rows[c.name]
-        if c.kind == "host":
+        if c.kind in host_kinds:
             with_metrics = [r for r in rs if r.metrics]
             latest = with_metrics[-1] if with_metrics else None
             hosts_out.append(
@@ -358,10 +364,8 @@ def build_daily(
                     "disks": disk_rows(latest, with_metrics[0] if with_metrics else None) if latest else [],
                 }
             )
-        elif c.kind in ("http", "tcp"):
-            lat = [
-                v for r in rs if r.status is not Status.UNKNOWN and (v := _latency_ms(c.kind, r)) is not None
-            ]
+        elif c.kind in endpoint_kinds:
+            lat = [v for r in rs if r.status is not Status.UNKNOWN and (v := _latency_ms(r)) is not None]
             endpoints_out.append(
                 {
                     "check": c.name,

@@ -21,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from agent.config.schema import Config
 from agent.store import evidence as E
 from agent.store.db import Store
 from agent.store.verify_standalone import genesis
@@ -97,7 +98,7 @@ def _rows(db: sqlite3.Connection, t: E.ChainTable, lo: int, hi: int) -> list[lis
 
 
 def _availability(
-    store: Store, config: Any, start_ms: int, end_ms: int, now_ms: int
+    store: Store, config: Config, start_ms: int, end_ms: int, now_ms: int
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Per system: what the stdlib script needs to recompute the figure, and the agent's own."""
     from agent.availability import compute as av
@@ -189,7 +190,7 @@ def _readme(manifest: dict[str, Any]) -> str:
 
 def export(
     store: Store,
-    config: Any,
+    config: Config,
     label: str,
     start_ms: int,
     end_ms: int,

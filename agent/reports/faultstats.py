@@ -14,8 +14,9 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from agent.faults.records import Fault, list_faults
 from agent.clock.periods import parse_period
+from agent.config.schema import Config
+from agent.faults.records import Fault, list_faults
 from agent.reports.i18n import FAULT_TYPES, LEVEL_ZH
 
 
@@ -37,7 +38,7 @@ def restore_overdue(f: Fault, now_ms: int) -> bool:
     return f.restore_overdue or _late(f.restore_deadline_ts, f.recovered_ts, now_ms)
 
 
-def fault_row(f: Fault, config: Any, now_ms: int) -> dict[str, Any]:
+def fault_row(f: Fault, config: Config, now_ms: int) -> dict[str, Any]:
     system = config.system(f.system)
     return {
         "number": f.number,
@@ -112,7 +113,7 @@ def _repeats(faults: Sequence[Fault]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (-r["count"], r["by"], r["key"]))
 
 
-def overdue_vs_limits(db: sqlite3.Connection, config: Any, year: int, now_ms: int) -> dict[str, Any]:
+def overdue_vs_limits(db: sqlite3.Connection, config: Config, year: int, now_ms: int) -> dict[str, Any]:
     """Overdue faults of the contract year per level, against `faults.yearly_limits`."""
     period = parse_period(str(year), config.site.tz)
     faults = list_faults(db, start_ms=period.start_ms, end_ms=period.end_ms)
@@ -130,7 +131,7 @@ def overdue_vs_limits(db: sqlite3.Connection, config: Any, year: int, now_ms: in
     return {"year": year, "levels": rows}
 
 
-def stats(db: sqlite3.Connection, config: Any, start_ms: int, end_ms: int, now_ms: int) -> dict[str, Any]:
+def stats(db: sqlite3.Connection, config: Config, start_ms: int, end_ms: int, now_ms: int) -> dict[str, Any]:
     """Faults that started in [start_ms, end_ms), and what happened to them by `now_ms`."""
     faults = list_faults(db, start_ms=start_ms, end_ms=end_ms)
     rows = [fault_row(f, config, now_ms) for f in faults]
@@ -157,7 +158,7 @@ def stats(db: sqlite3.Connection, config: Any, start_ms: int, end_ms: int, now_m
 
 
 def recovered_between(
-    db: sqlite3.Connection, config: Any, start_ms: int, end_ms: int, now_ms: int
+    db: sqlite3.Connection, config: Config, start_ms: int, end_ms: int, now_ms: int
 ) -> list[dict[str, Any]]:
     """Faults (whenever they started) that recovered in [start_ms, end_ms)."""
     ids = [
@@ -177,5 +178,5 @@ def recovered_between(
     return out
 
 
-def still_open(db: sqlite3.Connection, config: Any, now_ms: int) -> list[dict[str, Any]]:
+def still_open(db: sqlite3.Connection, config: Config, now_ms: int) -> list[dict[str, Any]]:
     return [fault_row(f, config, now_ms) for f in list_faults(db, open_only=True) if f.start_ts <= now_ms]

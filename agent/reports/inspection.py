@@ -14,7 +14,9 @@ from agent.clock.periods import parse_period
 from agent.reports import avail, capacity, common, completion, dbsection, faultstats, risks
 from agent.reports.daily import disk_rows, metric_value
 from agent.store.db import Store
+from probes import registry
 from probes.base import CheckResult
+from probes.registry import Section
 
 HORIZON_DAYS = 14
 """Risks looked for over the next two weeks: a holiday (the Spring Festival, National Day) is
@@ -49,6 +51,9 @@ def build_inspection(
     hosts: list[dict[str, Any]] = []
     databases: list[dict[str, Any]] = []
     sets: list[dict[str, Any]] = []
+    host_kinds = registry.kinds_feeding(Section.HOSTS)
+    database_kinds = registry.kinds_feeding(Section.DATABASES)
+    backup_kinds = registry.kinds_feeding(Section.BACKUPS)
     for check, res in results:
         c = cfg.get(getattr(check, "name", check)) if not hasattr(check, "kind") else check
         if c is None:
@@ -77,9 +82,9 @@ def build_inspection(
                     "since_ms": None,
                 }
             )
-        if dbsection.is_database(details):
+        if c.kind in database_kinds and dbsection.is_database(details):
             databases.append(dbsection.database_entry(c, ts, st, res.summary, details))
-        elif dbsection.is_backup_files(details):
+        elif c.kind in backup_kinds and dbsection.is_backup_files(details):
             sets += dbsection.backup_set_entries(c, ts, st, details)
         for f in dbsection.set_findings(details):
             findings.append(
@@ -92,7 +97,7 @@ def build_inspection(
                     "since_ms": None,
                 }
             )
-        if c.kind in ("host", "ssh_host") and res.metrics:
+        if c.kind in host_kinds and res.metrics:
             hosts.append(
                 {
                     "check": c.name,

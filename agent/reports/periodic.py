@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from agent.clock.periods import Period
+from agent.config.schema import Config
 from agent.reports import avail, capacity, common, completion, faultstats, risks
 from agent.reports.avail import Progress
 from agent.store.db import Store
@@ -52,7 +53,7 @@ def faults_over_time(faults: list[dict[str, Any]], period: Period, tz: Any) -> d
 
 
 def build_periodic(
-    config: Any,
+    config: Config,
     store: Store,
     kind: str,
     period: Period,

@@ -188,11 +188,11 @@ def g_chart_src(ctx: jinja2.runtime.Context, chart: Mapping[str, Any]) -> str:
 
 
 def f_status_symbol(name: str | None) -> str:
-    return STATUS_STYLE[name][0] if name in STATUS_STYLE else ""
+    return STATUS_STYLE[name][0] if name is not None and name in STATUS_STYLE else ""
 
 
 def f_status_style(name: str | None) -> str:
-    return STATUS_STYLE[name][1] if name in STATUS_STYLE else ""
+    return STATUS_STYLE[name][1] if name is not None and name in STATUS_STYLE else ""
 
 
 _CN_DIGITS = "零一二三四五六七八九"

@@ -14,7 +14,9 @@ from typing import Any
 from agent.reports import dbsection
 from agent.reports.capacity import latest_metric
 from agent.store.db import Store
+from probes import registry
 from probes.base import Status
+from probes.registry import Section
 
 RATING_ORDER = {"高": 0, "中": 1, "低": 2}
 
@@ -38,6 +40,7 @@ def open_findings(
     """Checks not OK now, DB/backup findings of their latest result, and faults not closed."""
     rows: list[dict[str, Any]] = []
     cfg = config.check_map
+    feeding = {*registry.kinds_feeding(Section.DATABASES), *registry.kinds_feeding(Section.BACKUPS)}
     for cur in store.current():
         c = cfg.get(cur.check)
         if c is None or not c.enabled or cur.hard is None or cur.hard is Status.OK:
@@ -52,7 +55,7 @@ def open_findings(
                 "since_ms": cur.since_ts,
             }
         )
-        latest = store.latest_result(cur.check)
+        latest = store.latest_result(cur.check) if c.kind in feeding else None
         if latest is not None and (
             dbsection.is_database(latest.details) or dbsection.is_backup_files(latest.details)
         ):
@@ -124,8 +127,10 @@ def risks(
             )
         elif pct is not None and pct >= 85:
             out.append(_risk("高" if pct >= 90 else "中", "capacity_hot", label, c["system"], pct=pct))
+    # Certificates are an endpoint's (cert_days_left, from HTTPS checks).
+    endpoint_kinds = registry.kinds_feeding(Section.INTERFACES)
     for chk in config.checks:
-        if chk.enabled and chk.kind == "http":
+        if chk.enabled and chk.kind in endpoint_kinds:
             left = latest_metric(store, chk.name, "cert_days_left", start_ms, end_ms)
             if left is not None and left <= horizon_days + 30:
                 out.append(

@@ -8,29 +8,30 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from agent.config.schema import CheckCommon, Config
 from agent.runtime.runner import CheckSpec
 from probes import registry
 
 
-def build_specs(checks: Iterable[Any]) -> list[CheckSpec]:
+def build_specs(checks: Iterable[CheckCommon]) -> list[CheckSpec]:
     specs = []
     for check in checks:
         if not check.enabled:
             continue
-        mod = registry.module(check.kind)
+        kind = registry.spec(check.kind)
         specs.append(
             CheckSpec(
                 name=check.name,
-                probe=mod.Probe(check),
+                probe=kind.build(check),
                 timeout_s=check.timeout,
                 rules=check.threshold_rules(),
-                history_patterns=tuple(getattr(mod, "HISTORY_METRICS", ())),
+                history_patterns=kind.history_metrics,
             )
         )
     return specs
 
 
-def select(checks: Sequence[Any], names: Sequence[str]) -> list[Any]:
+def select(checks: Sequence[CheckCommon], names: Sequence[str]) -> list[CheckCommon]:
     """The configured checks named (all when none named); unknown names raise KeyError."""
     if not names:
         return [c for c in checks if c.enabled]
@@ -41,7 +42,7 @@ def select(checks: Sequence[Any], names: Sequence[str]) -> list[Any]:
     return [by_name[n] for n in names]
 
 
-def _history_reader(config: Any) -> Any:
+def _history_reader(config: Config) -> Any:
     """Metric history for trend figures, read from the store if the agent has written one."""
     if not config.storage.path.exists():
         return None
@@ -62,7 +63,7 @@ def _history_reader(config: Any) -> Any:
 
 
 def run_checks_now(
-    config: Any, names: Sequence[str], clock: Callable[[], float] = time.time
+    config: Config, names: Sequence[str], clock: Callable[[], float] = time.time
 ) -> list[tuple[str, Any]]:
     """Run the named (or all enabled) checks once; (name, CheckResult) in configuration order.
 

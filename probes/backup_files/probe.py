@@ -32,17 +32,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
+from probes.backup_files.settings import BackupSet, Settings
 from probes.base import CheckResult, Metric, ProbeContext, Status, Stopwatch, worst
 from probes.boundary import run_guarded
 from probes.db.items import fmt_bytes
 from probes.fileaccess import AccessError, FileAccess, FileInfo, open_access
 from probes.ssh.conn import SshError
 from probes.thresholds import Threshold
-
-if TYPE_CHECKING:
-    from probes.backup_files.settings import BackupSet, Settings
 
 __all__ = ["DEFAULT_THRESHOLDS", "Probe", "parse_checksum_file"]
 
@@ -397,8 +395,8 @@ class Probe:
             and cached.get("mtime") == newest.mtime
             and cached.get("expected") == expected
         ):
-            actual = str(cached.get("actual"))
-            return _Verification("ok" if actual == expected else "mismatch", "", actual, expected)
+            known = str(cached.get("actual"))
+            return _Verification("ok" if known == expected else "mismatch", "", known, expected)
         if newest.size > max_bytes:
             return _Verification("too_large", f"{fmt_bytes(newest.size)} > {fmt_bytes(max_bytes)}")
         try:

@@ -1,7 +1,4 @@
-"""Settings of the backup-file probe: pydantic models, validated in the configuration process.
-
-The probe itself (probes.backup_files) runs on their plain form; see probes.plain.
-"""
+"""Settings of the backup-file probe (see probes.backup_files.probe for what it does with them)."""
 
 from __future__ import annotations
 

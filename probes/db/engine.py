@@ -16,27 +16,21 @@ import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from probes.base import CheckResult, Metric, ProbeContext, Status, Stopwatch, worst
 from probes.db.items import Finding, Item, ItemContext, ItemOutcome, Rows
-from probes.plain import Methods
+from probes.db.settings import DbSettings, ItemOverride
 from probes.thresholds import Threshold
 from probes.values import SecretError, scrub_secrets
 
-if TYPE_CHECKING:
-    from probes.db.settings import DbSettings, ItemOverride
-
 __all__ = [
     "DbConnection",
-    "DbProbe",
-    "DbSettingsMethods",
     "DeadlineGuard",
     "Engine",
     "EngineReport",
     "ErrorCodes",
     "ErrorKind",
-    "ThresholdSpecMethods",
     "error_text",
     "run_db_probe",
     "run_engine",
@@ -52,36 +46,8 @@ _MAX_ERROR_CHARS = 200
 _SUMMARY_FINDINGS = 3
 
 
-# --- run-time behaviour of the settings models (probes.db.settings) ---------------------
-
-
-class ThresholdSpecMethods(Methods):
-    """`ThresholdSpec` (warn, crit, below): overrides an item's default threshold field by field."""
-
-    if TYPE_CHECKING:
-        warn: float | None
-        crit: float | None
-        below: bool
-        model_fields_set: set[str] | frozenset[str]
-
-    def over(self, default: Threshold | None) -> Threshold:
-        base = default or Threshold()
-        given = self.model_fields_set
-        return Threshold(
-            warn=self.warn if "warn" in given else base.warn,
-            crit=self.crit if "crit" in given else base.crit,
-            below=self.below if "below" in given else base.below,
-        )
-
-
-class DbSettingsMethods(Methods):
-    """`DbSettings`: what the engine asks of a check's settings beyond its fields."""
-
-    if TYPE_CHECKING:
-        items: Mapping[str, ItemOverride]
-
-    def overrides(self) -> dict[str, ItemOverride]:
-        return dict(self.items)
+S = TypeVar("S", bound=DbSettings)
+"""An engine's own settings model (its host, port, TLS and login fields)."""
 
 
 class DbConnection(Protocol):
@@ -291,13 +257,13 @@ class DeadlineGuard:
 
 
 @dataclass(frozen=True, slots=True)
-class Engine:
+class Engine(Generic[S]):
     """What run_db_probe needs to know about one database product."""
 
     label: str
     """"PostgreSQL", "MySQL", "Oracle", "SQL Server"."""
     default_port: int
-    connect: Callable[[DbSettings, str | None, float, float], DbConnection]
+    connect: Callable[[S, str | None, float, float], DbConnection]
     """(settings, revealed password, login timeout s, session deadline as time.monotonic())
     -> an open, read-only session that gives up (DeadlineGuard) soon after the deadline."""
     items: Callable[[DbConnection], Sequence[Item]]
@@ -321,7 +287,7 @@ def _summarize(findings: Sequence[Finding]) -> str:
     return head + (f"（另有 {more} 项发现）" if more > 0 else "")
 
 
-def run_db_probe(engine: Engine, settings: DbSettings, ctx: ProbeContext) -> CheckResult:
+def run_db_probe(engine: Engine[S], settings: S, ctx: ProbeContext) -> CheckResult:
     """Log in, run the engine's items within ctx.timeout_s, close; never raises."""
     sw = Stopwatch(ctx)
     secret: str | None = None
@@ -335,9 +301,7 @@ def run_db_probe(engine: Engine, settings: DbSettings, ctx: ProbeContext) -> Che
         return sw.result(Status.UNKNOWN, text)
 
 
-def _run(
-    engine: Engine, settings: DbSettings, ctx: ProbeContext, sw: Stopwatch, secret: str | None
-) -> CheckResult:
+def _run(engine: Engine[S], settings: S, ctx: ProbeContext, sw: Stopwatch, secret: str | None) -> CheckResult:
     port = settings.port or engine.default_port
     where = f"{settings.host}:{port}"
     deadline = time.monotonic() + ctx.timeout_s
@@ -362,7 +326,7 @@ def _run(
             conn,
             items,
             ctx,
-            settings.overrides(),
+            settings.items,
             engine.classify,
             deadline,
             query_timeout=settings.query_timeout,
@@ -394,15 +358,3 @@ def _run(
     metrics = [Metric("login_ms", round(login_ms, 1), "ms"), *report.metrics]
     return sw.result(status, summary, metrics, details, report.memory)
 
-
-class DbProbe:
-    """A database kind's `Probe`: a subclass names its `kind` and `engine`."""
-
-    kind: ClassVar[str]
-    engine: ClassVar[Engine]
-
-    def __init__(self, settings: DbSettings) -> None:
-        self.settings = settings
-
-    def run(self, ctx: ProbeContext) -> CheckResult:
-        return run_db_probe(self.engine, self.settings, ctx)

@@ -13,10 +13,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from probes.base import History, Metric, Status
 from probes.schedule import Expectation
+
+if TYPE_CHECKING:
+    # Type only: the settings module imports this one for its item tables.
+    from probes.db.settings import BackupExpectation
 from probes.thresholds import Threshold
 from probes.trend import days_until_full, growth_per_day
 
@@ -464,15 +468,15 @@ BACKUP_TYPE_ZH = {
 
 
 def judge_backups(
-    expectations: Sequence[Any],
+    expectations: Sequence[BackupExpectation],
     seen: Iterable[BackupSeen],
     databases: Sequence[str],
     ictx: ItemContext,
 ) -> ItemOutcome:
     """Judge configured backup expectations against the newest backups the server knows.
 
-    `expectations` are `probes.db.settings.BackupExpectation`s or their plain form (database,
-    type, schedule, grace); database "*" expands to `databases` (every user database). The
+    `expectations` come from the check's `backups:` (database, type, schedule, grace);
+    database "*" expands to `databases` (every user database). The
     server's clock is used when known: backup times are the server's. A missed slot is a CRIT
     finding of category 数据安全类; every judged slot goes into facts["backups_expected"].
     """

@@ -1,10 +1,9 @@
-"""Per-check configuration shared by the four database probes (pydantic).
+"""Per-check configuration shared by the four database probes.
 
-An engine's `Settings` (probes/db/<engine>_settings.py) extends `DbSettings` and sets `ITEMS`
+An engine's `Settings` (probes/db/<engine>/settings.py) extends `DbSettings` and sets `ITEMS`
 (its item table) and `BACKUP_TYPES`; a typo in an item name, a threshold key or an
 unsupported backup type is then a configuration error with its key path, not a silently
-ignored line. Only configuration validation imports this module: the probes run on the
-plain form of these models, whose behaviour lives in the mixins of probes/db/engine.py.
+ignored line.
 """
 
 from __future__ import annotations
@@ -14,25 +13,34 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from probes.db.engine import DbSettingsMethods, ThresholdSpecMethods
 from probes.db.items import Item
 from probes.settings import Duration, HostName, ProbeSettings, Schedule, SecretRef
+from probes.thresholds import Threshold
 
 __all__ = ["BackupExpectation", "BackupType", "DbSettings", "ItemOverride", "ThresholdSpec"]
-
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class ThresholdSpec(ThresholdSpecMethods, _Strict):
+class ThresholdSpec(_Strict):
     """Overrides an item's default threshold field by field: `{warn: 5}` keeps the default
     crit; `{crit: null}` removes it."""
 
     warn: float | None = None
     crit: float | None = None
     below: bool = False
+
+    def over(self, default: Threshold | None) -> Threshold:
+        """`default` with the fields written in the configuration replaced."""
+        base = default or Threshold()
+        given = self.model_fields_set
+        return Threshold(
+            warn=self.warn if "warn" in given else base.warn,
+            crit=self.crit if "crit" in given else base.crit,
+            below=self.below if "below" in given else base.below,
+        )
 
 
 class ItemOverride(_Strict):
@@ -52,7 +60,7 @@ class BackupExpectation(_Strict):
     grace: Duration = 3600.0
 
 
-class DbSettings(DbSettingsMethods, ProbeSettings):
+class DbSettings(ProbeSettings):
     host: HostName = Field(min_length=1, max_length=253)
     port: int | None = Field(None, ge=1, le=65535)
     """None: the engine's default port."""

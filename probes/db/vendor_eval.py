@@ -101,9 +101,9 @@ def judge_freshness(
             if _covered(expectations, db, kind):
                 continue
             what = BACKUP_TYPE_ZH.get(kind, kind)
-            key = f"{kind}_age_s"
+            rule_key = f"{kind}_age_s"
             if age is None:
-                rule = ictx.thresholds.get(key)
+                rule = ictx.thresholds.get(rule_key)
                 limit = None if rule is None else (rule.crit if rule.crit is not None else rule.warn)
                 young = db_age_s is not None and limit is not None and db_age_s.get(db, float("inf")) < limit
                 if rule is not None and not young:
@@ -111,7 +111,7 @@ def judge_freshness(
                 continue
             f = threshold_finding(
                 ictx,
-                key,
+                rule_key,
                 age,
                 f"{db} 最近一次{what}在 {fmt_duration(age)}前",
                 category="数据安全类",

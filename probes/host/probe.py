@@ -15,17 +15,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import psutil
 
 from probes.base import CheckResult, Metric, ProbeContext, Status, Stopwatch, worst
 from probes.boundary import run_guarded
+from probes.host.settings import Settings
 from probes.thresholds import Threshold
 from probes.trend import days_until_full
-
-if TYPE_CHECKING:
-    from probes.host.settings import Settings
 
 CPU_FIRST_SAMPLE_S = 0.2
 

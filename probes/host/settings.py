@@ -1,7 +1,4 @@
-"""Settings of the local host probe: pydantic models, validated in the configuration process.
-
-The probe itself (probes.host) runs on their plain form; see probes.plain.
-"""
+"""Settings of the local host probe (see probes.host.probe for what it does with them)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
 """What the HTTP probe reads from its settings: status ranges, JSON paths, URLs, header checks.
 
-Kept apart from probes.http so the validating process (probes.http_settings) can use the very
-same parsing without loading http.client and ssl: configuration errors and run-time behaviour
-come from one reading of the values.
+Used both by the settings' validators (probes.http.settings) and by the probe, so
+configuration errors and run-time behaviour come from one reading of the values.
 """
 
 from __future__ import annotations
@@ -10,8 +9,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from urllib.parse import quote_from_bytes, urlsplit
-
-from probes.plain import Methods
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 BAD_HEADER_VALUE = re.compile(r"[\r\n\x00]")
@@ -153,14 +150,3 @@ def check_header_value(name: str, value: str) -> str:
         raise ValueError(f"header {name}: HTTP header values must be ASCII (or latin-1)") from None
     return value
 
-
-class JsonAssertionMethods(Methods):
-    """Run-time behaviour of probes.http_settings.JsonAssertion (also on its plain form).
-
-    No annotations here: pydantic would take them for fields of the model.
-    """
-
-    @property
-    def compares(self) -> bool:
-        """`equals` is compared only when it is written in the configuration (null included)."""
-        return "equals" in self.model_fields_set  # type: ignore[attr-defined]

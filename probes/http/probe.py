@@ -42,24 +42,28 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 from urllib.parse import urljoin
 
 from probes.base import CheckResult, Metric, ProbeContext, Status, Stopwatch
 from probes.boundary import run_guarded
-from probes.http.parse import BAD_HEADER_VALUE, JsonAssertionMethods, Target, describe_ranges, merge_ranges, parse_json_path, parse_status_spec
-from probes.tcp.probe import describe_connect_error, fmt_ms, hostport, open_connection
+from probes.http.parse import (
+    BAD_HEADER_VALUE,
+    Target,
+    describe_ranges,
+    merge_ranges,
+    parse_json_path,
+    parse_status_spec,
+)
+from probes.http.settings import JsonAssertion, Settings
+from probes.tcp.probe import describe_connect_error, fmt_ms, open_connection
 from probes.thresholds import Threshold
-from probes.values import SecretError, scrub_secrets
-
-if TYPE_CHECKING:
-    from probes.http.settings import JsonAssertion, Settings
+from probes.values import SecretError, hostport, scrub_secrets
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "MAX_REDIRECTS",
     "DeadlineSocket",
-    "JsonAssertionMethods",
     "Probe",
     "der_not_after",
     "parse_json_path",
@@ -532,7 +536,7 @@ class Probe:
         if self.settings.verify_tls:
             cert = sock.getpeercert()
             not_after = cert.get("notAfter") if cert else None
-            expires = ssl.cert_time_to_seconds(str(not_after)) if not_after else None
+            expires: float | None = ssl.cert_time_to_seconds(str(not_after)) if not_after else None
         else:
             der = sock.getpeercert(binary_form=True)
             expires = der_not_after(der) if der else None

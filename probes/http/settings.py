@@ -1,7 +1,4 @@
-"""Settings of the HTTP(S) probe: pydantic models, validated in the configuration process.
-
-The probe itself (probes.http) runs on their plain form; see probes.plain.
-"""
+"""Settings of the HTTP(S) probe (see probes.http.probe for what it does with them)."""
 
 from __future__ import annotations
 
@@ -10,7 +7,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
-from probes.http.parse import BAD_HEADER_VALUE, JsonAssertionMethods, Target, check_header_name, check_header_value, parse_json_path, parse_status_spec
+from probes.http.parse import (
+    BAD_HEADER_VALUE,
+    Target,
+    check_header_name,
+    check_header_value,
+    parse_json_path,
+    parse_status_spec,
+)
 from probes.settings import Duration, ProbeSettings, Regex, SecretRef
 
 __all__ = ["BasicAuth", "JsonAssertion", "Settings", "StatusSpec"]
@@ -41,12 +45,18 @@ class BasicAuth(ProbeSettings):
         return v
 
 
-class JsonAssertion(JsonAssertionMethods, ProbeSettings):
+class JsonAssertion(ProbeSettings):
     """`equals` is compared only when it is written in the configuration (null included)."""
 
     path: str
     equals: Any = None
     exists: bool = True
+
+    @property
+    def compares(self) -> bool:
+        """Whether `equals` was written (`equals: null` requires a JSON null; left out, only
+        the path's existence is tested)."""
+        return "equals" in self.model_fields_set
 
     @field_validator("path")
     @classmethod

@@ -40,24 +40,19 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from probes.base import CheckResult, Metric, ProbeContext, Status, Stopwatch, worst
 from probes.boundary import run_guarded
 from probes.fileaccess import AccessError, FileAccess, FileInfo, OpenFile, open_access
+from probes.log.settings import Settings
 from probes.ssh.conn import SshError
 from probes.thresholds import Threshold
-
-if TYPE_CHECKING:
-    from probes.log.settings import Settings
 
 __all__ = ["DEFAULT_MASKS", "DEFAULT_THRESHOLDS", "Probe", "mask_text"]
 
 # The probe judges its own matches; the counts are metrics for trends and reports only.
 DEFAULT_THRESHOLDS: dict[str, Threshold] = {}
-# A matching line is an event: the next run finds no new match, so a failure must count at once
-# (or be held with `hold`) instead of waiting for 3 confirming samples that never come.
-DEFAULT_CONFIRMATIONS = 1
 
 HEAD_BYTES = 256
 """Fingerprint length: enough to tell two log files apart by their first timestamped lines."""
@@ -67,10 +62,6 @@ _TAIL_SCAN = 64 * 1024
 _MAX_ROTATION_CANDIDATES = 8
 _EXCERPT_CHARS = 400
 _COMPRESSED = (".gz", ".bz2", ".xz", ".zip", ".zst", ".7z", ".lz4", ".z")
-# Encodings whose byte 0x0A is always a newline, never part of a multi-byte character.
-_ENCODINGS = frozenset(
-    {"utf-8", "gbk", "gb2312", "gb18030", "big5", "big5hkscs", "latin-1", "ascii", "cp1252"}
-)
 
 DEFAULT_MASKS: tuple[str, ...] = (
     # key=value secrets; only the value (group 1) is replaced
@@ -311,7 +302,7 @@ class Probe:
                 run.finding(Status.UNKNOWN, f"读取 {key} 失败: {_oserror(exc)}")
                 run.files[key] = {"error": _oserror(exc)}
                 run.states[key] = st  # try again from the same place next run
-        taken = set(where.values())
+        taken = {path for path in where.values() if path is not None}
         for key, st in prev.items():
             if key in where or key in run.states:
                 continue

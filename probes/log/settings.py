@@ -1,7 +1,4 @@
-"""Settings of the log probe: pydantic models, validated in the configuration process.
-
-The probe itself (probes.logscan) runs on their plain form; see probes.plain.
-"""
+"""Settings of the log probe (see probes.log.probe for what it does with them)."""
 
 from __future__ import annotations
 
@@ -11,11 +8,19 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from probes.log.probe import _ENCODINGS, DEFAULT_CONFIRMATIONS
 from probes.settings import Duration, Encoding, ProbeSettings, Regex
 from probes.ssh.settings import SshSettings
 
 __all__ = ["DEFAULT_CONFIRMATIONS", "LogPattern", "PatternSpec", "Settings"]
+
+# A matching line is an event: the next run finds no new match, so a failure must count at once
+# (or be held with `hold`) instead of waiting for 3 confirming samples that never come.
+DEFAULT_CONFIRMATIONS = 1
+
+# Encodings whose byte 0x0A is always a newline, never part of a multi-byte character.
+_ENCODINGS = frozenset(
+    {"utf-8", "gbk", "gb2312", "gb18030", "big5", "big5hkscs", "latin-1", "ascii", "cp1252"}
+)
 
 _NAME = re.compile(r"^[A-Za-z0-9_\-\u4e00-\u9fff]+$")
 

@@ -36,16 +36,14 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from probes.base import CheckResult, Metric, ProbeContext, Status, Stopwatch
 from probes.boundary import run_guarded
 from probes.plugin.perfdata import PerfDatum, normalise, parse_output
+from probes.plugin.settings import Settings
 from probes.thresholds import Threshold
 from probes.values import Secret, SecretError, scrub_secrets
-
-if TYPE_CHECKING:
-    from probes.plugin.settings import Settings
 
 __all__ = ["DEFAULT_THRESHOLDS", "Probe", "RunOutcome", "run_bounded"]
 

@@ -1,7 +1,4 @@
-"""Settings of the Nagios-plugin probe: pydantic models, validated in the configuration process.
-
-The probe itself (probes.plugin) runs on their plain form; see probes.plain.
-"""
+"""Settings of the Nagios-plugin probe (see probes.plugin.probe for what it does with them)."""
 
 from __future__ import annotations
 

@@ -33,19 +33,16 @@ import re
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import psutil
 
 from probes.base import CheckResult, Metric, ProbeContext, Status, Stopwatch, worst
 from probes.boundary import run_guarded
-from probes.plain import Methods
+from probes.service.settings import ProcessRule, Settings
 from probes.thresholds import Threshold
 
-if TYPE_CHECKING:
-    from probes.service.settings import ProcessRule, Settings
-
-__all__ = ["DEFAULT_THRESHOLDS", "ProcessRuleMethods", "Probe", "count_restarts"]
+__all__ = ["DEFAULT_THRESHOLDS", "Probe", "count_restarts"]
 
 # The probe judges counts, states and restarts itself; rss/cpu rules are opt-in per check.
 DEFAULT_THRESHOLDS: dict[str, Threshold] = {}
@@ -56,20 +53,6 @@ SAME_START_S = 1.0
 """Start times of one process read at different moments can differ by rounding of the boot time."""
 
 _WINDOWS = os.name == "nt"
-
-
-class ProcessRuleMethods(Methods):
-    """Run-time behaviour of `probes.service_settings.ProcessRule` (also on its plain form)."""
-
-    if TYPE_CHECKING:
-        # Declared for type checkers only: as real annotations they would reorder the model's fields.
-        name: str
-        label: str | None
-
-    @property
-    def key(self) -> str:
-        """Name in metrics, messages and the memory between runs."""
-        return self.label or self.name
 
 
 # ------------------------------------------------------------------ matching processes

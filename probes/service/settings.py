@@ -1,7 +1,4 @@
-"""Settings of the service probe: pydantic models, validated in the configuration process.
-
-The probe itself (probes.service) runs on their plain form; see probes.plain.
-"""
+"""Settings of the service probe (see probes.service.probe for what it does with them)."""
 
 from __future__ import annotations
 
@@ -11,7 +8,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from probes.service.probe import ProcessRuleMethods
 from probes.settings import ProbeSettings, Regex
 
 __all__ = ["ProcessRule", "Settings", "StatusName"]
@@ -21,7 +17,7 @@ _LABEL = re.compile(r"^[^\s]+$")
 StatusName = Literal["OK", "WARN", "CRIT"]
 
 
-class ProcessRule(ProcessRuleMethods, BaseModel):
+class ProcessRule(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(min_length=1)
@@ -34,6 +30,11 @@ class ProcessRule(ProcessRuleMethods, BaseModel):
     label: str | None = None
     """Name in metrics and messages; default: `name`."""
     on_restart: StatusName = "WARN"
+
+    @property
+    def key(self) -> str:
+        """Name in metrics, messages and the memory between runs."""
+        return self.label or self.name
 
     @field_validator("label")
     @classmethod

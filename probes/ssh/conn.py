@@ -8,8 +8,8 @@ Every blocking step has its own bound, each also cut by the caller's deadline
 (time.monotonic()): TCP connect, SSH banner + key exchange, authentication, channel opening
 and command output. A server that accepts TCP and then says nothing cannot hold a probe.
 
-paramiko is imported inside functions: the configuration imports every probe module for its
-settings, and most agents never speak SSH.
+paramiko is imported inside functions: most agents never speak SSH, and the configuration
+imports the modules of every kind it names.
 """
 
 from __future__ import annotations
@@ -28,43 +28,26 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from probes.base import ProbeContext, Status
-from probes.plain import Methods
-from probes.tcp.probe import hostport, open_connection
-from probes.values import SecretError
+from probes.ssh.settings import DEFAULT_KNOWN_HOSTS, SshSettings
+from probes.tcp.probe import open_connection
+from probes.values import SecretError, hostport
 
 if TYPE_CHECKING:
     import paramiko
 
-    from probes.ssh.settings import SshSettings
-
 __all__ = [
+    "DEFAULT_KNOWN_HOSTS",
     "CommandResult",
     "SshError",
     "SshPool",
     "SshSession",
-    "SshSettingsMethods",
     "fetch_host_key",
     "fingerprint",
     "known_hosts_name",
     "ssh_session",
 ]
 
-DEFAULT_KNOWN_HOSTS = "var/ssh_known_hosts"
 _READ_CHUNK = 65536
-
-
-class SshSettingsMethods(Methods):
-    """Run-time behaviour of `probes.sshconn_settings.SshSettings` (also on its plain form)."""
-
-    if TYPE_CHECKING:
-        # For type checkers only: annotations on a mixin would become fields of the model.
-        address: str
-        port: int
-        user: str
-
-    @property
-    def where(self) -> str:
-        return f"{self.user}@{hostport(self.address, self.port)}"
 
 
 class SshError(Exception):
@@ -213,12 +196,12 @@ def _start_transport(
     # start_client(timeout=...) returns silently on timeout; waiting on our own event does not.
     done.wait(_remaining(until))
     if not done.is_set() or not t.is_active():
-        exc = t.get_exception()
+        failure = t.get_exception()
         t.close()
         where = hostport(address, port)
-        if exc is None or "banner" in str(exc).lower():
+        if failure is None or "banner" in str(failure).lower():
             raise SshError(Status.CRIT, f"{where} 未在时限内完成 SSH 握手 (无 SSH 协议标识/banner)") from None
-        raise SshError(Status.CRIT, f"SSH 握手失败 {where}: {_reason(exc)}") from None
+        raise SshError(Status.CRIT, f"SSH 握手失败 {where}: {_reason(failure)}") from None
     return t
 
 
@@ -239,7 +222,8 @@ def _load_key(settings: SshSettings) -> paramiko.PKey:
     assert settings.key_file is not None
     passphrase = settings.key_passphrase.reveal().encode() if settings.key_passphrase is not None else None
     try:
-        return paramiko.PKey.from_path(settings.key_file, passphrase)
+        # bytes, as cryptography (which reads the key) wants them; the stub says str.
+        return paramiko.PKey.from_path(settings.key_file, passphrase)  # type: ignore[arg-type]
     except (paramiko.PasswordRequiredException, TypeError):
         # cryptography signals a missing passphrase with TypeError, paramiko with its own class.
         raise SshError(Status.UNKNOWN, f"私钥 {settings.key_file} 已加密，需要 key_passphrase") from None
@@ -421,7 +405,9 @@ class SshSession:
             except (paramiko.SSHException, OSError, EOFError) as exc:
                 conn.broken = True
                 raise SshError(Status.CRIT, f"SFTP 无法打开: {_reason(exc)}") from None
-        conn.sftp_client.get_channel().settimeout(_remaining(self.deadline))
+        channel = conn.sftp_client.get_channel()
+        if channel is not None:
+            channel.settimeout(_remaining(self.deadline))
         return conn.sftp_client
 
 

@@ -1,16 +1,18 @@
-"""Validation of the `ssh:` block of SSH checks (see probes.sshconn for the transport)."""
+"""The `ssh:` block of SSH checks: where and how to log in (see probes.ssh.conn for the transport)."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from probes.settings import Duration, SecretRef
-from probes.ssh.conn import DEFAULT_KNOWN_HOSTS, SshSettingsMethods
+from probes.values import hostport
 
-__all__ = ["SshSettings"]
+__all__ = ["DEFAULT_KNOWN_HOSTS", "SshSettings"]
+
+DEFAULT_KNOWN_HOSTS = "var/ssh_known_hosts"
 
 
-class SshSettings(SshSettingsMethods, BaseModel):
+class SshSettings(BaseModel):
     """Where and how to log in; nested under `ssh:` in a check's settings."""
 
     model_config = ConfigDict(
@@ -42,3 +44,8 @@ class SshSettings(SshSettingsMethods, BaseModel):
         if self.key_passphrase is not None and self.key_file is None:
             raise ValueError("key_passphrase needs key_file")
         return self
+
+    @property
+    def where(self) -> str:
+        """`user@host:port`, how messages name the login."""
+        return f"{self.user}@{hostport(self.address, self.port)}"

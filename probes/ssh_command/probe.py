@@ -18,15 +18,13 @@ import math
 import re
 import shlex
 import time
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from probes.base import CheckResult, Metric, ProbeContext, Status, Stopwatch, worst
 from probes.boundary import crash_text
 from probes.ssh.conn import CommandResult, SshError, ssh_session
+from probes.ssh_command.settings import Settings
 from probes.thresholds import Threshold
-
-if TYPE_CHECKING:
-    from probes.ssh_command.settings import Settings
 
 # The probe judges its own limits (exit code, patterns, JSON thresholds).
 DEFAULT_THRESHOLDS: dict[str, Threshold] = {}

@@ -1,4 +1,4 @@
-"""Validation of `ssh_command` checks (see probes.ssh_command for what the probe does)."""
+"""Settings of `ssh_command` checks (see probes.ssh_command.probe for what the probe does)."""
 
 from __future__ import annotations
 

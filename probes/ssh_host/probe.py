@@ -22,19 +22,17 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-from probes.host import probe as host
 from probes.base import CheckResult, Metric, ProbeContext, Status, Stopwatch, worst
 from probes.boundary import crash_text
+from probes.host import probe as host
 from probes.host.probe import Mount, select_mounts
+from probes.host.settings import ProcessSpec
 from probes.ssh.conn import CommandResult, SshError, ssh_session
+from probes.ssh_host.settings import Settings
 from probes.thresholds import Threshold
 from probes.trend import days_until_full
-
-if TYPE_CHECKING:
-    from probes.host.settings import ProcessSpec
-    from probes.ssh_host.settings import Settings
 
 HISTORY_METRICS = host.HISTORY_METRICS
 

@@ -1,4 +1,4 @@
-"""Validation of `ssh_host` checks (see probes.ssh_host for what the probe does)."""
+"""Settings of `ssh_host` checks (see probes.ssh_host.probe for what the probe does)."""
 
 from __future__ import annotations
 

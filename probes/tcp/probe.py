@@ -17,25 +17,21 @@ is read. Name resolution (getaddrinfo) cannot be interrupted and is outside the 
 
 from __future__ import annotations
 
-import binascii
-import codecs
 import re
 import socket
 import time
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from probes.base import CheckResult, Metric, ProbeContext, Status, Stopwatch
 from probes.boundary import run_guarded
+from probes.tcp.settings import Settings
 from probes.thresholds import Threshold
-
-if TYPE_CHECKING:
-    from probes.tcp.settings import Settings
+from probes.values import hostport
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "MAX_REPLY_BYTES",
     "Probe",
-    "decode_escapes",
     "describe_connect_error",
     "fmt_ms",
     "hostport",
@@ -49,28 +45,8 @@ MAX_REPLY_BYTES = 64 * 1024
 _EXCERPT_BYTES = 200
 
 
-def decode_escapes(text: str) -> bytes:
-    """'\\x0bMSH|...\\x1c\\r' -> bytes. Escapes give raw bytes, other non-ASCII text is UTF-8."""
-    try:
-        # Going through UTF-8 first keeps literal non-ASCII text intact; unicode_escape
-        # then maps every byte >= 0x80 to the same code point, which latin-1 maps back.
-        decoded = codecs.decode(text.encode("utf-8"), "unicode_escape")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"invalid escape sequence: {exc.reason}") from None
-    try:
-        return decoded.encode("latin-1")
-    except UnicodeEncodeError:
-        raise ValueError(
-            "\\u/\\U/\\N escapes above \\xff are not supported; write the bytes as \\x.."
-        ) from None
-
-
 def fmt_ms(ms: float) -> str:
     return f"{ms:.1f}" if ms < 10 else f"{ms:.0f}"
-
-
-def hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def open_connection(host: str, port: int, deadline: float) -> socket.socket:
@@ -112,14 +88,7 @@ def describe_connect_error(exc: OSError, host: str, port: int, timeout_s: float)
     return f"cannot connect to {where}: {reason[:1].lower()}{reason[1:]}"
 
 
-def _parse_hex(value: str) -> bytes:
-    try:
-        return binascii.unhexlify("".join(value.split()))
-    except (binascii.Error, ValueError):
-        raise ValueError("send_hex must be pairs of hex digits, e.g. '0b 4d 53 48'") from None
-
-
-def _excerpt(data: bytes) -> str:
+def _excerpt(data: bytes | bytearray) -> str:
     # repr-style escapes keep control bytes (MLLP framing) visible and the text one line.
     return repr(bytes(data[:_EXCERPT_BYTES]))[2:-1]
 
@@ -132,12 +101,8 @@ class Probe:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         s = settings
-        self._send: bytes | None = None
-        if s.send is not None:
-            self._send = decode_escapes(s.send)
-        elif s.send_hex is not None:
-            self._send = _parse_hex(s.send_hex)
-        self._expect: bytes | None = decode_escapes(s.expect) if s.expect is not None else None
+        self._send = s.request()
+        self._expect = s.expected()
         self._regex: re.Pattern[str] | None = re.compile(s.expect_regex) if s.expect_regex else None
         label = s.expect if s.expect is not None else s.expect_regex
         self._expect_label = label if label is None or len(label) <= 40 else label[:37] + "..."

@@ -1,17 +1,38 @@
-"""Settings of the TCP probe: a pydantic model, validated in the configuration process.
-
-The probe itself (probes.tcp) runs on its plain form; see probes.plain.
-"""
+"""Settings of the TCP probe (see probes.tcp.probe for what it does with them)."""
 
 from __future__ import annotations
+
+import binascii
+import codecs
 
 from pydantic import Field, field_validator, model_validator
 
 from probes.settings import Duration, HostName, ProbeSettings, Regex
-from probes.tcp.probe import _parse_hex, decode_escapes
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "decode_escapes", "parse_hex"]
 
+
+def decode_escapes(text: str) -> bytes:
+    """'\\x0bMSH|...\\x1c\\r' -> bytes. Escapes give raw bytes, other non-ASCII text is UTF-8."""
+    try:
+        # Going through UTF-8 first keeps literal non-ASCII text intact; unicode_escape
+        # then maps every byte >= 0x80 to the same code point, which latin-1 maps back.
+        decoded = codecs.decode(text.encode("utf-8"), "unicode_escape")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"invalid escape sequence: {exc.reason}") from None
+    try:
+        return decoded.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError(
+            "\\u/\\U/\\N escapes above \\xff are not supported; write the bytes as \\x.."
+        ) from None
+
+
+def parse_hex(value: str) -> bytes:
+    try:
+        return binascii.unhexlify("".join(value.split()))
+    except (binascii.Error, ValueError):
+        raise ValueError("send_hex must be pairs of hex digits, e.g. '0b 4d 53 48'") from None
 
 
 class Settings(ProbeSettings):
@@ -34,7 +55,7 @@ class Settings(ProbeSettings):
     @field_validator("send_hex")
     @classmethod
     def _check_hex(cls, v: str | None) -> str | None:
-        if v is not None and not _parse_hex(v):
+        if v is not None and not parse_hex(v):
             raise ValueError("send_hex must not be empty")
         return v
 
@@ -47,3 +68,15 @@ class Settings(ProbeSettings):
         if self.latency_warn and self.latency_crit and self.latency_warn > self.latency_crit:
             raise ValueError("latency_warn must not be greater than latency_crit")
         return self
+
+    def request(self) -> bytes | None:
+        """The bytes to send (`send` with its escapes decoded, or `send_hex`); None: send nothing."""
+        if self.send is not None:
+            return decode_escapes(self.send)
+        if self.send_hex is not None:
+            return parse_hex(self.send_hex)
+        return None
+
+    def expected(self) -> bytes | None:
+        """`expect` as bytes; None when no literal reply is expected."""
+        return decode_escapes(self.expect) if self.expect is not None else None

@@ -136,11 +136,18 @@ def test_system_figures_to_the_second(cfg: Path, capsys: pytest.CaptureFixture[s
     assert his["availability_pct"] == pytest.approx(77_400 / 81_000 * 100)
     assert f["availability_excluded_pct"] == pytest.approx(77_400 / 80_400 * 100)
     assert f["coverage_pct"] == pytest.approx(80_400 / 81_000 * 100)
-    outages = [(o["start_ms"], o["end_ms"], o["checks"], o["fault"], o["cause"]) for o in his["outages"]]
+    # Instants are ISO 8601 in the site's zone with its offset; durations stay milliseconds.
+    outages = [(o["start_at"], o["end_at"], o["checks"], o["fault"], o["cause"]) for o in his["outages"]]
     assert outages == [
-        (ms(10, 8), ms(10, 8, 30), ["web"], "GZ-20261110-001", "中间件内存溢出"),
-        (ms(10, 13), ms(10, 13, 20), ["app1", "app2"], None, None),
-    ]
+        ("2026-11-10T08:00:00+08:00", "2026-11-10T08:30:00+08:00", ["web"], "GZ-20261110-001",
+         "中间件内存溢出"),
+        ("2026-11-10T13:00:00+08:00", "2026-11-10T13:20:00+08:00", ["app1", "app2"], None, None),
+    ]  # fmt: skip
+    assert [o["duration_ms"] for o in his["outages"]] == [30 * 60_000, 20 * 60_000]
+    assert out["period"] == {
+        "label": "2026-11-10", "start_at": "2026-11-10T00:00:00+08:00", "end_at": "2026-11-11T00:00:00+08:00"
+    }  # fmt: skip
+    assert out["computed_at"] == "2026-11-11T01:00:00+08:00"
     kinds = sorted((x["kind"], x["name"], x["approved_by"]) for x in his["exclusions"])
     assert kinds == [
         ("force_majeure", "市电中断", "甲方 张主任；乙方 李经理"),

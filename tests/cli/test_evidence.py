@@ -4,7 +4,6 @@ the same availability as the agent; one edited row in it makes it fail."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -14,20 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import evidence as cli_evidence
+from agent.cli.main import main
 from agent.config.schema import load
 from agent.store.db import Store
 from tests.cli.test_availability import cfg  # noqa: F401  (fixture: the hand-computed day)
 
 
 def ev(argv: Sequence[str]) -> int:
-    """`sentinel -c CFG verify|evidence ...` through cli_evidence's own parser and runner (the
-    same two functions agent/cli.py wires in)."""
-    p = argparse.ArgumentParser(prog="sentinel")
-    p.add_argument("-c", "--config")
-    cli_evidence.add_parser(p.add_subparsers(dest="command", required=True))
-    args = p.parse_args(argv)
-    return cli_evidence.run(args, load(args.config))
+    """`sentinel -c CFG verify|evidence ...`, in this process."""
+    return main(list(argv))
 
 
 BARE = [sys.executable, "-I", "-S"]

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 
 from agent.cli import inspect as cli_inspect
-from agent.runtime.checks import run_checks_now
 from agent.config.schema import parse
+from agent.runtime.checks import run_checks_now
 from agent.store.db import Store, acquire_lock
 from probes.base import Status
 from tests.conftest import free_port, need
-from tests.notify.test_flow import SmtpServer
+from tests.helpers.smtp import SmtpServer
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from typing import TextIO
 
 from agent.cli import ssh as cli_ssh
 from probes.base import ProbeContext
-from probes.plain import to_plain
 from probes.ssh.conn import SshError, ssh_session
 from probes.ssh.settings import SshSettings
 from tests.conftest import free_port
@@ -47,14 +46,12 @@ def tty_answering(answer: str) -> Iterator[TextIO]:
 
 
 def can_log_in(server: Sshd, known_hosts: Path) -> bool:
-    st = to_plain(
-        SshSettings(
-            address="127.0.0.1",
-            port=server.port,
-            user=server.user,
-            password=server.password_ref,
-            known_hosts=str(known_hosts),
-        )
+    st = SshSettings(
+        address="127.0.0.1",
+        port=server.port,
+        user=server.user,
+        password=server.password_ref,
+        known_hosts=str(known_hosts),
     )
     with ssh_session(st, ProbeContext("t", 5.0), time.monotonic() + 5) as s:
         return s.run("true", 3.0).exit_code == 0

@@ -14,7 +14,6 @@ from zoneinfo import ZoneInfo
 
 from probes.db.items import Item, ItemContext, ItemOutcome, Rows
 from probes.db.settings import BackupExpectation
-from probes.plain import to_plain
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2025, 3, 12, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
@@ -48,12 +47,11 @@ def evaluate(item: Item, data: Mapping[str, Rows], **kw: Any) -> ItemOutcome:
     return item.evaluate(data, ictx(item, **kw))
 
 
-def expect(database: str, kind: str, schedule: str, grace: str) -> Any:
-    """A configured backup expectation as the probe gets it (plain form)."""
-    model = BackupExpectation.model_validate(
+def expect(database: str, kind: str, schedule: str, grace: str) -> BackupExpectation:
+    """A configured backup expectation, validated as the probe gets it."""
+    return BackupExpectation.model_validate(
         {"database": database, "type": kind, "schedule": schedule, "grace": grace}
     )
-    return to_plain(model)
 
 
 def texts(outcome: ItemOutcome) -> list[str]:

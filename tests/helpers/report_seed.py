@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from agent.windows import exclusions
 from agent.config.schema import Config, ForceMajeure, parse
 from agent.state.machine import CheckState
 from agent.store.db import Store
+from agent.windows import exclusions
 from probes.base import CheckResult, Metric, Status
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -64,8 +64,10 @@ checks:
   - {{name: lis-app, kind: tcp, system: LIS, host: 127.0.0.1, port: 1, availability_critical: true,
       confirmations: 1}}
   - {{name: host1, kind: host, system: HIS, confirmations: 1}}
-  - {{name: pgdb, kind: tcp, system: HIS, host: 127.0.0.1, port: 1, confirmations: 1, fault_type: 数据安全类}}
-  - {{name: bak, kind: tcp, system: LIS, host: 127.0.0.1, port: 1, confirmations: 1, fault_type: 数据安全类}}
+  - {{name: pgdb, kind: postgres, system: HIS, host: 127.0.0.1, port: 1, user: monitor, sslmode: disable,
+      confirmations: 1, fault_type: 数据安全类}}
+  - {{name: bak, kind: backup_files, system: LIS, confirmations: 1, fault_type: 数据安全类,
+      sets: [{{name: his-dump, directory: /backup/his, pattern: "*.dmp", schedule: "daily 04:00"}}]}}
 maintenance:
   - name: 数据库补丁
     checks: [his-db]

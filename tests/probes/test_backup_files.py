@@ -17,7 +17,6 @@ from pydantic import ValidationError
 from probes.backup_files.probe import Probe, parse_checksum_file
 from probes.backup_files.settings import Settings
 from probes.base import CheckResult, ProbeContext, Status
-from probes.plain import to_plain
 from tests.conftest import FakeClock
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -59,7 +58,7 @@ def run(
         "schedule": "daily 03:00",
     }
     bset.update(set_options)
-    probe = Probe(to_plain(Settings.model_validate({"sets": [bset], "ssh": ssh})))
+    probe = Probe(Settings.model_validate({"sets": [bset], "ssh": ssh}))
     clock = FakeClock(now.timestamp())
     ctx = ProbeContext("backup", timeout, clock=clock, tz=SHANGHAI, memory=memory or {})
     return probe.run(ctx)
@@ -316,7 +315,7 @@ def test_several_sets_worst_status_and_per_set_facts(tmp_path: Path) -> None:
             ]
         }
     )
-    probe = Probe(to_plain(settings))
+    probe = Probe(settings)
     ctx = ProbeContext("b", 5.0, clock=FakeClock(NOW.timestamp()), tz=SHANGHAI)
     result = probe.run(ctx)
     assert result.status is Status.CRIT  # the archive-log set is 2 h old against 'every 1h'

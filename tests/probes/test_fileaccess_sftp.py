@@ -17,7 +17,6 @@ import pytest
 
 from probes.base import ProbeContext, Status
 from probes.fileaccess import AccessError, FileAccess, LocalAccess, SftpAccess, open_access
-from probes.plain import to_plain
 from probes.ssh.conn import SshPool
 from probes.ssh.settings import SshSettings
 from tests.helpers.sshd import WRONG_PASSWORD, Sshd, running_sshd
@@ -67,7 +66,7 @@ def test_sftp_access_answers_like_local_access(remote_dir: Path, ssh: dict[str, 
     os.utime(remote_dir / "a.log", (1_700_000_000, 1_700_000_000))
     local = LocalAccess()
     ctx = ProbeContext("t", 5.0)
-    with open_access(to_plain(SshSettings.model_validate(ssh)), ctx, time.monotonic() + 5) as remote:
+    with open_access(SshSettings.model_validate(ssh), ctx, time.monotonic() + 5) as remote:
         assert isinstance(remote, SftpAccess)
         assert remote.where == f"{ssh['user']}@127.0.0.1:{ssh['port']}"
         for pattern in ("*.log", "*/*.log", "a.log", "none.log", "sub"):
@@ -95,7 +94,7 @@ def test_sftp_access_answers_like_local_access(remote_dir: Path, ssh: dict[str, 
 
 def test_sftp_access_stops_at_its_deadline(remote_dir: Path, ssh: dict[str, Any]) -> None:
     (remote_dir / "a.log").write_text("x\n")
-    settings = to_plain(SshSettings.model_validate(ssh))
+    settings = SshSettings.model_validate(ssh)
     with open_access(settings, ProbeContext("t", 5.0), time.monotonic() + 5) as remote:
         assert isinstance(remote, SftpAccess)
         remote.deadline = time.monotonic() - 1

@@ -21,7 +21,6 @@ from probes import registry
 from probes.base import CheckResult, ProbeContext, Status
 from probes.host.probe import DEFAULT_THRESHOLDS, Probe, select_mounts
 from probes.host.settings import ProcessSpec, Settings
-from probes.plain import to_plain
 from probes.thresholds import apply_thresholds
 
 GIB = 1 << 30
@@ -181,7 +180,7 @@ def sleepers(marker: str) -> Iterator[list[subprocess.Popen[bytes]]]:
 def test_running_process_found_by_command_line(marker: str, sleepers: list[subprocess.Popen[bytes]]) -> None:
     sleepers += [_start_sleeper(marker), _start_sleeper(marker)]
     # Plain settings, as in the daemon: process specs are read as attributes only.
-    probe = Probe(to_plain(Settings(processes=[ProcessSpec(name="pacs-sleeper", match=marker, min=2)])))
+    probe = Probe(Settings(processes=[ProcessSpec(name="pacs-sleeper", match=marker, min=2)]))
     result = probe.run(ctx())
     assert value(result, "proc:pacs-sleeper.count") == 2
     assert result.status is Status.OK
@@ -196,7 +195,7 @@ def test_running_process_found_by_command_line(marker: str, sleepers: list[subpr
 
 
 def test_missing_process_is_crit_and_named(marker: str) -> None:
-    settings = to_plain(Settings(processes=[ProcessSpec(name="oracle-listener", match=marker)]))
+    settings = Settings(processes=[ProcessSpec(name="oracle-listener", match=marker)])
     result = Probe(settings).run(ctx())
     assert result.status is Status.CRIT
     assert result.summary.startswith("process oracle-listener not running (0 < 1)")
@@ -216,7 +215,7 @@ def test_default_match_is_the_exact_process_name(
         for p in psutil.process_iter(["name", "status"])
         if p.info["name"] == "sleep" and p.info["status"] != psutil.STATUS_ZOMBIE
     )
-    settings = to_plain(Settings(processes=[ProcessSpec(name="sleep"), ProcessSpec(name="slee", min=0)]))
+    settings = Settings(processes=[ProcessSpec(name="sleep"), ProcessSpec(name="slee", min=0)])
     probe = Probe(settings)
     result = probe.run(ctx())
     # Other `sleep` processes may come and go on the machine; ours must be counted.
@@ -461,7 +460,7 @@ def test_unexpected_failure_becomes_unknown() -> None:
 
 
 def test_registry_and_settings_validation() -> None:
-    model = registry.settings_model("host")
+    model = registry.spec("host").settings
     assert model is Settings
     s = model.model_validate(
         {
@@ -473,8 +472,8 @@ def test_registry_and_settings_validation() -> None:
     assert isinstance(s, Settings)
     assert s.disk_timeout == 0.5 and s.trend_min_span == 7200
     assert s.processes[0].min == 1
-    assert registry.default_thresholds("host") is DEFAULT_THRESHOLDS
-    assert registry.module("host").Probe.kind == "host"
+    assert dict(registry.spec("host").default_thresholds) == DEFAULT_THRESHOLDS
+    assert registry.spec("host").probe is Probe
     for bad in (
         {"disk_timeout": 0},
         {"bogus": 1},

@@ -16,7 +16,6 @@ from pydantic import ValidationError
 from probes.base import CheckResult, ProbeContext, Status
 from probes.log.probe import Probe
 from probes.log.settings import Settings
-from probes.plain import to_plain
 from tests.conftest import FakeClock
 
 
@@ -26,7 +25,7 @@ class Runner:
     def __init__(
         self, settings: dict[str, Any], clock: FakeClock | None = None, shared: dict[str, Any] | None = None
     ) -> None:
-        self.probe = Probe(to_plain(Settings.model_validate(settings)))
+        self.probe = Probe(Settings.model_validate(settings))
         self.memory: dict[str, Any] = {}
         self.clock = clock or FakeClock()
         self.shared = shared or {}

@@ -15,13 +15,11 @@ import psutil
 import pytest
 from pydantic import ValidationError
 
-import probes.plugin.probe
 from probes.base import CheckResult, ProbeContext, Status
-from probes.plain import to_plain
 from probes.plugin.probe import Probe
 from probes.plugin.settings import Settings
 from tests.conftest import need, wait_until
-from tests.helpers.probe_contract import assert_registered
+from tests.helpers.probe_contract import assert_kind_contract
 from tests.helpers.servers import http_server, silent_tcp_server
 
 PLUGINS = Path("/usr/lib/nagios/plugins")
@@ -34,7 +32,7 @@ def plugin(name: str) -> str:
 
 
 def run(settings: dict[str, object], timeout: float = 5.0) -> CheckResult:
-    return Probe(to_plain(Settings.model_validate(settings))).run(ProbeContext("t", timeout))
+    return Probe(Settings.model_validate(settings)).run(ProbeContext("t", timeout))
 
 
 def script(tmp_path: Path, body: str, name: str = "check_test") -> str:
@@ -401,4 +399,6 @@ def test_plain_env_value_is_literal_not_a_secret() -> None:
 
 
 def test_registry_contract() -> None:
-    assert_registered("plugin", probes.plugin.probe)
+    spec = assert_kind_contract("plugin")
+    assert spec.settings is Settings and spec.probe is Probe
+    assert dict(spec.default_thresholds) == {}

@@ -16,13 +16,11 @@ import psutil
 import pytest
 from pydantic import ValidationError
 
-import probes.service.probe
 from probes.base import CheckResult, ProbeContext, Status
-from probes.plain import to_plain
 from probes.service.probe import Probe, _Report, _RuleView, count_restarts
 from probes.service.settings import ProcessRule, Settings
 from tests.conftest import FakeClock, wait_until
-from tests.helpers.probe_contract import assert_registered
+from tests.helpers.probe_contract import assert_kind_contract
 
 Spawn = Callable[..., subprocess.Popen[bytes]]
 
@@ -70,7 +68,7 @@ class Runner:
     """One probe instance run repeatedly, memory carried from run to run like the agent does."""
 
     def __init__(self, settings: dict[str, Any], clock: Callable[[], float] | None = None, **kw: Any) -> None:
-        self.probe = Probe(to_plain(Settings.model_validate(settings)), **kw)
+        self.probe = Probe(Settings.model_validate(settings), **kw)
         self.memory: dict[str, Any] = {}
         self.clock = clock
 
@@ -226,7 +224,7 @@ def test_cpu_pct_over_the_interval(spawn: Spawn, marker: str, tmp_path: Path) ->
 
 def test_memory_from_another_version_is_tolerated(spawn: Spawn, marker: str) -> None:
     spawn()
-    probe = Probe(to_plain(Settings.model_validate({"processes": [rule(marker)]})))
+    probe = Probe(Settings.model_validate({"processes": [rule(marker)]}))
     for memory in ({"proc": "garbage"}, {"proc": {"his-app": [["x"]]}}, {"t": "yesterday", "proc": {}}):
         result = probe.run(ProbeContext("svc", 5.0, memory=memory))
         assert result.status is not Status.UNKNOWN, (memory, result.summary)
@@ -235,7 +233,7 @@ def test_memory_from_another_version_is_tolerated(spawn: Spawn, marker: str) -> 
 def test_unreadable_command_lines_make_a_shortfall_unknown_not_crit() -> None:
     # As root on Linux every command line is readable; Windows denies other accounts' ones to
     # an unprivileged agent, which psutil reports as None. Exercise that decision directly.
-    view = _RuleView(to_plain(ProcessRule(name="java", cmdline="his-server")), None, re.compile("his-server"))
+    view = _RuleView(ProcessRule(name="java", cmdline="his-server"), None, re.compile("his-server"))
     assert view.matches("java", None, None) is None
     assert view.matches("java", "java -jar his-server.jar", None) is True
     assert view.matches("nginx", None, None) is False
@@ -359,4 +357,6 @@ def test_invalid_settings_are_rejected(settings: dict[str, Any], message: str) -
 
 
 def test_registry_contract() -> None:
-    assert_registered("service", probes.service.probe)
+    spec = assert_kind_contract("service")
+    assert spec.settings is Settings and spec.probe is Probe
+    assert dict(spec.default_thresholds) == {}

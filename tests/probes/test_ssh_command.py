@@ -10,13 +10,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from probes.ssh_host import probe as ssh_host
-from probes.ssh_host import settings as ssh_host_settings
 from probes.base import CheckResult, ProbeContext, Status
-from probes.plain import to_plain
+from probes.ssh.conn import SshPool
 from probes.ssh_command.probe import Probe, json_lookup
 from probes.ssh_command.settings import Settings
-from probes.ssh.conn import SshPool
+from probes.ssh_host import probe as ssh_host
+from probes.ssh_host import settings as ssh_host_settings
 from tests.helpers.servers import silent_tcp_server
 from tests.helpers.sshd import WRONG_PASSWORD, Sshd, known_fixture, sshd_fixture  # noqa: F401
 
@@ -46,7 +45,7 @@ def run(
 ) -> CheckResult:
     st = Settings.model_validate({"ssh": ssh_of(sshd, known), "command": command, **over})
     shared = {"ssh": pool} if pool is not None else {}
-    return Probe(to_plain(st)).run(ProbeContext("cmd", timeout_s, shared=shared))
+    return Probe(st).run(ProbeContext("cmd", timeout_s, shared=shared))
 
 
 def printf(text: str) -> list[str]:
@@ -170,7 +169,7 @@ def test_wrong_password_is_crit_and_hidden(sshd: Sshd, known: Path) -> None:
     st = Settings.model_validate(
         {"ssh": ssh_of(sshd, known, password=sshd.wrong_password_ref), "command": ["true"]}
     )
-    result = Probe(to_plain(st)).run(ProbeContext("cmd", 5.0))
+    result = Probe(st).run(ProbeContext("cmd", 5.0))
     assert result.status is Status.CRIT and "认证失败" in result.summary
     assert WRONG_PASSWORD not in repr(result)
 
@@ -180,7 +179,7 @@ def test_two_checks_of_one_host_share_one_connection_per_round(sshd: Sshd, known
     mark = sshd.mark()
     try:
         host_probe = ssh_host.Probe(
-            to_plain(ssh_host_settings.Settings.model_validate({"ssh": ssh_of(sshd, known)}))
+            ssh_host_settings.Settings.model_validate({"ssh": ssh_of(sshd, known)})
         )
         first = host_probe.run(ProbeContext("host", 8.0, shared={"ssh": pool}))
         second = run(sshd, known, ["true"], pool=pool)
@@ -210,7 +209,7 @@ def test_a_stalled_host_does_not_delay_another_hosts_check(sshd: Sshd, known: Pa
         )
 
         def slow() -> None:
-            results["slow"] = Probe(to_plain(stalled)).run(ProbeContext("slow", 1.2, shared={"ssh": pool}))
+            results["slow"] = Probe(stalled).run(ProbeContext("slow", 1.2, shared={"ssh": pool}))
 
         t = threading.Thread(target=slow)
         t.start()

@@ -12,13 +12,22 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from probes.base import CheckResult, ProbeContext, Status
 from probes.host import probe as host
 from probes.host import settings as host_settings
-from probes.base import CheckResult, ProbeContext, Status
-from probes.plain import to_plain
-from probes.ssh_host.probe import DEFAULT_THRESHOLDS, HISTORY_METRICS, Probe, ProcEntry, build_script, own_session_pids, parse_df, parse_mounts, split_sections
-from probes.ssh_host.settings import Settings
 from probes.ssh.conn import SshPool
+from probes.ssh_host.probe import (
+    DEFAULT_THRESHOLDS,
+    HISTORY_METRICS,
+    Probe,
+    ProcEntry,
+    build_script,
+    own_session_pids,
+    parse_df,
+    parse_mounts,
+    split_sections,
+)
+from probes.ssh_host.settings import Settings
 from probes.thresholds import apply_thresholds
 from tests.helpers.servers import silent_tcp_server
 from tests.helpers.sshd import WRONG_PASSWORD, Sshd, known_fixture, running_sshd, sshd_fixture  # noqa: F401
@@ -49,7 +58,7 @@ def run(
     timeout_s: float = 8.0,
 ) -> CheckResult:
     shared = {"ssh": pool} if pool is not None else {}
-    probe = Probe(to_plain(st))
+    probe = Probe(st)
     return probe.run(ProbeContext("remote", timeout_s, history=history or {}, clock=clock, shared=shared))
 
 
@@ -74,7 +83,7 @@ def test_real_run_is_ok_with_chinese_summary(real: CheckResult) -> None:
 
 
 def test_disks_match_statvfs_and_the_local_host_probe(real: CheckResult) -> None:
-    local = host.Probe(to_plain(host_settings.Settings())).run(ProbeContext("local", 10.0))
+    local = host.Probe(host_settings.Settings()).run(ProbeContext("local", 10.0))
     local_disks = {m.name for m in local.metrics if m.name.startswith("disk:")}
     remote_disks = {m.name for m in real.metrics if m.name.startswith("disk:")}
     assert remote_disks == local_disks and "disk:/.used_pct" in remote_disks
@@ -113,7 +122,7 @@ def test_memory_load_uptime_cpu_and_clock_match_proc(real: CheckResult) -> None:
 
 
 def test_metric_names_are_the_host_probes(real: CheckResult) -> None:
-    local = host.Probe(to_plain(host_settings.Settings())).run(ProbeContext("local", 10.0))
+    local = host.Probe(host_settings.Settings()).run(ProbeContext("local", 10.0))
     local_names = {m.name for m in local.metrics}
     remote_names = {m.name for m in real.metrics}
     assert local_names - remote_names == set()

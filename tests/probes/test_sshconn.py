@@ -10,7 +10,6 @@ import pytest
 from pydantic import ValidationError
 
 from probes.base import ProbeContext, Status
-from probes.plain import to_plain
 from probes.ssh.conn import SshError, SshPool, fetch_host_key, fingerprint, ssh_session
 from probes.ssh.settings import SshSettings
 from tests.conftest import free_port
@@ -19,7 +18,7 @@ from tests.helpers.sshd import WRONG_PASSWORD, Sshd, known_fixture, running_sshd
 
 
 def settings(sshd: Sshd, known_hosts: Path | str, **over: object) -> SshSettings:
-    """Validated, then plain: the form the monitoring process hands to ssh_session."""
+    """Validated, as the daemon hands them to ssh_session."""
     base: dict[str, object] = {
         "address": "127.0.0.1",
         "port": sshd.port,
@@ -29,20 +28,18 @@ def settings(sshd: Sshd, known_hosts: Path | str, **over: object) -> SshSettings
         "connect_timeout": 3.0,
     }
     base.update(over)
-    return to_plain(SshSettings.model_validate({k: v for k, v in base.items() if v is not None}))  # type: ignore[no-any-return]
+    return SshSettings.model_validate({k: v for k, v in base.items() if v is not None})
 
 
 def stalled(port: int, tmp_path: Path, connect_timeout: float = 5.0) -> SshSettings:
     """Settings for a server that accepts TCP and never speaks."""
-    return to_plain(  # type: ignore[no-any-return]
-        SshSettings(
-            address="127.0.0.1",
-            port=port,
-            user="x",
-            password="${HOME}",
-            known_hosts=str(tmp_path / "kh"),
-            connect_timeout=connect_timeout,
-        )
+    return SshSettings(
+        address="127.0.0.1",
+        port=port,
+        user="x",
+        password="${HOME}",
+        known_hosts=str(tmp_path / "kh"),
+        connect_timeout=connect_timeout,
     )
 
 
@@ -192,7 +189,7 @@ def test_total_deadline_cuts_the_banner_wait(tmp_path: Path) -> None:
 
 
 def test_refused_port_is_crit() -> None:
-    st = to_plain(SshSettings(address="127.0.0.1", port=free_port(), user="x", password="${HOME}"))
+    st = SshSettings(address="127.0.0.1", port=free_port(), user="x", password="${HOME}")
     with pytest.raises(SshError) as err, ssh_session(st, ctx(), soon()):
         pass
     assert err.value.status is Status.CRIT

@@ -23,11 +23,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from agent.clock.timeutil import day_bounds
 from agent.config.schema import Config, parse
 from agent.reports.daily import build_daily, percentile, render_daily, write_daily
 from agent.state.machine import CheckState
 from agent.store.db import Store
-from agent.clock.timeutil import day_bounds
 from probes.base import CheckResult, Metric, Status
 from tests.reports.test_screenshots import png_info
 
@@ -332,6 +332,60 @@ def test_host_figures_from_last_sample_of_the_day(data: dict[str, Any]) -> None:
     assert d["growth_bytes"] == 287 * 64 * MIB
     assert d["used_pct"] == round(897.9375 / 1024 * 100, 2) == 87.69
     assert (d["inode_pct"], d["days_to_full"]) == (12.0, 12.5)
+
+
+SERVERS_YAML = """
+site: {name: 测试市人民医院, timezone: Asia/Shanghai}
+systems: [{name: PACS}]
+checks:
+  - {name: mon-local, kind: host, interval: 5m}
+  - name: pacs-db-01
+    kind: ssh_host
+    system: PACS
+    interval: 5m
+    ssh: {address: 10.0.0.21, user: monitor, key_file: /etc/sentinel/id_ed25519}
+  - {name: pacs-web, kind: http, system: PACS, url: "http://10.0.0.22/", interval: 5m}
+reports: {output_dir: out}
+"""
+
+
+def test_servers_checked_over_ssh_are_in_the_host_table(tmp_path: Path) -> None:
+    """An ssh_host check reports the same host figures as a local one, so it has its row."""
+    config = parse(SERVERS_YAML, base_dir=tmp_path)
+    store = Store(tmp_path / "sentinel.db")
+    store.sync_checks(((c.name, c.kind, c.system) for c in config.checks), START)
+    run = store.begin_run(START, 2001, "his-mon-01", "0.1.0")
+    states: dict[str, CheckState] = {}
+    for t in range(START + 8 * HOUR, START + 9 * HOUR, STEP):
+        remote = _host_result(t)
+        remote = replace(remote, metrics=(*remote.metrics, Metric("clock.offset_s", 0.2, "s")))
+        results = {
+            "mon-local": _host_result(t),
+            "pacs-db-01": remote,
+            "pacs-web": CheckResult(Status.OK, "HTTP 200", (Metric("latency_ms", 40.0, "ms"),)),
+        }
+        batch = []
+        for name, proto in results.items():
+            res = replace(proto, started_at=datetime.fromtimestamp(t / 1000, UTC))
+            state = states.setdefault(name, CheckState())
+            batch.append((name, res, state.observe(t, res.status, res.summary, 1), state))
+        store.write_batch(run, batch)
+        store.heartbeat(run, t)
+    store.end_run(run, START + 9 * HOUR)
+
+    built = build_daily(config, store, DAY, now_ms=NOW)
+    store.close()
+    assert [h["check"] for h in built["hosts"]] == ["mon-local", "pacs-db-01"]
+    remote_row = _by(built["hosts"], "check", "pacs-db-01")
+    assert remote_row["system"] == "PACS" and remote_row["sample_ts"] == START + 9 * HOUR - STEP
+    assert (remote_row["cpu_pct"], remote_row["mem_pct"]) == (23.5, 61.2)
+    assert {d["mount"] for d in remote_row["disks"]} == {"/", "/data"}
+    assert [e["check"] for e in built["endpoints"]] == ["pacs-web"]
+
+    page = render_daily(config, built)
+    hosts_section = page[page.index("主机资源") : page.index("数据库", page.index("主机资源"))]
+    assert re.search(r"<h3>pacs-db-01（PACS）", hosts_section)
+    assert "/data" in _text(hosts_section) and "未配置主机检查" not in hosts_section
 
 
 def test_state_changes_of_the_day(data: dict[str, Any]) -> None:

@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from agent.faults.notices import message_to_json
+from agent.config.channels import parse_channel
 from agent.config.schema import parse
+from agent.faults.notices import message_to_json
 from agent.notify import Message
 from agent.notify.channels import DeliveryError
 from agent.notify.email import send_email
-from agent.config.channels import parse_channel
 from agent.notify.outbox import BACKOFF_S, Dispatcher, list_rows, retry_failed
 from agent.reports.archive import ArchivedReport
 from agent.reports.delivery import (
@@ -37,9 +37,8 @@ from agent.reports.delivery import (
     send_report,
 )
 from agent.store.db import Store
-from probes.plain import to_plain
 from tests.conftest import FakeClock, free_port, need
-from tests.notify.test_flow import SmtpServer
+from tests.helpers.smtp import SmtpServer
 
 T0 = 1_793_577_600.0  # 2026-11-02 00:00 Shanghai (Mon), the first working day after October
 TITLE = "月度巡检报告"
@@ -129,10 +128,7 @@ notifications:
                sender: "HIS Sentinel <sentinel@hospital.local>", to: [yanshou@hospital.local]}}
     ops-hook: {{type: webhook, url: "http://127.0.0.1:9/hook"}}
 """)
-    # Channels in their plain form, as the monitoring process's sender gets them.
-    return Cfg(
-        base.site, to_plain(base.notifications), Reports({"monthly": ("ops-mail",), "daily": ("ops-hook",)})
-    )
+    return Cfg(base.site, base.notifications, Reports({"monthly": ("ops-mail",), "daily": ("ops-hook",)}))
 
 
 class Rig:

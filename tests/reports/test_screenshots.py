@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import need
 
-SCRIPT = Path(__file__).resolve().parent.parent / "docs" / "make_screenshots.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "docs" / "make_screenshots.py"
 
 
 def _script() -> ModuleType:

@@ -824,13 +824,15 @@ BACKUP_THRESHOLDS = {
 }
 SPACE_THRESHOLDS = {"used_pct": Threshold(85, 95), "days_to_full": Threshold(30, 7, below=True)}
 
-_BACKUPS = dict(
+BACKUPS = Item(
     name="backups",
     title="备份时效与完整性",
+    queries={"databases": SQL_BACKUP_DATABASES, "history": SQL_BACKUP_HISTORY},
     evaluate=eval_backups,
-    category="数据安全类",
-    thresholds=BACKUP_THRESHOLDS,
     grant=f"{DEFINITION}; {MSDB.format('backupset')}",
+    category="数据安全类",
+    min_version=(11,),
+    thresholds=BACKUP_THRESHOLDS,
 )
 
 ITEMS: tuple[Item, ...] = (
@@ -887,11 +889,7 @@ ITEMS: tuple[Item, ...] = (
         "数据安全类",
         thresholds={"age_s": Threshold(1800, 7200)},
     ),
-    Item(
-        queries={"databases": SQL_BACKUP_DATABASES, "history": SQL_BACKUP_HISTORY},
-        min_version=(11,),
-        **_BACKUPS,
-    ),
+    BACKUPS,
     Item(
         "backup_location",
         "备份与数据同盘",
@@ -981,8 +979,8 @@ ITEMS: tuple[Item, ...] = (
     ),
 )
 
-BACKUPS_LEGACY = Item(
-    queries={"databases": SQL_BACKUP_DATABASES_LEGACY, "history": SQL_BACKUP_HISTORY}, **_BACKUPS
+BACKUPS_LEGACY = replace(
+    BACKUPS, queries={"databases": SQL_BACKUP_DATABASES_LEGACY, "history": SQL_BACKUP_HISTORY}, min_version=()
 )
 """The backups item for 2008 / 2008 R2 (no availability groups)."""
 

@@ -8,7 +8,7 @@ default): left to auto-negotiation, FreeTDS retries every protocol version again
 server that never answers and the login takes several times its timeout. FreeTDS dropped
 TLS 1.0, which unpatched SQL Server 2008 R2 still needs (see docs/db-grants.md).
 
-The items live in probes/db/mssql_items.py, the settings in probes/db/mssql_settings.py;
+The items live in probes/db/mssql/items.py, the settings in probes/db/mssql/settings.py;
 the grants are in docs/db-grants.md.
 """
 
@@ -18,16 +18,14 @@ import contextlib
 import re
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import Any, ClassVar
 
-from probes.db.engine import DbConnection, DbProbe, Engine, ErrorCodes, error_text
+from probes.base import CheckResult, ProbeContext
+from probes.db.engine import DbConnection, Engine, ErrorCodes, error_text, run_db_probe
 from probes.db.items import Item, as_utc
 from probes.db.mssql.items import SQL_SERVER_NOW, SQL_VERSION, items_for_version
+from probes.db.mssql.settings import Settings
 from probes.thresholds import Threshold
-
-if TYPE_CHECKING:
-    from probes.db.mssql.settings import Settings
-    from probes.db.settings import DbSettings
 
 __all__ = ["DEFAULT_THRESHOLDS", "HISTORY_METRICS", "Probe", "classify"]
 
@@ -92,10 +90,9 @@ class MssqlConnection:
             self._conn.close()
 
 
-def connect(db: DbSettings, password: str | None, login_s: float, deadline: float) -> DbConnection:
+def connect(settings: Settings, password: str | None, login_s: float, deadline: float) -> DbConnection:
     import pymssql
 
-    settings = cast("Settings", db)
     conn = pymssql.connect(
         server=settings.host,
         port=str(settings.port or 1433),
@@ -141,6 +138,13 @@ def items_for(conn: DbConnection) -> Sequence[Item]:
 ENGINE = Engine("SQL Server", 1433, connect, items_for, classify, describe_login_error)
 
 
-class Probe(DbProbe):
+class Probe:
     kind: ClassVar[str] = "mssql"
-    engine: ClassVar[Engine] = ENGINE
+
+    __slots__ = ("settings",)
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def run(self, ctx: ProbeContext) -> CheckResult:
+        return run_db_probe(ENGINE, self.settings, ctx)

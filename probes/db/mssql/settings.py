@@ -1,4 +1,4 @@
-"""SQL Server check settings (pydantic); the probe itself is probes/db/mssql.py."""
+"""SQL Server check settings; the probe is probes/db/mssql/probe.py."""
 
 from __future__ import annotations
 

@@ -13,16 +13,14 @@ import re
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import Any, ClassVar
 
-from probes.db.engine import DbConnection, DbProbe, DeadlineGuard, Engine, ErrorCodes, error_text
+from probes.base import CheckResult, ProbeContext
+from probes.db.engine import DbConnection, DeadlineGuard, Engine, ErrorCodes, error_text, run_db_probe
 from probes.db.items import Item
 from probes.db.mysql.items import ITEMS, items_for
+from probes.db.mysql.settings import Settings
 from probes.thresholds import Threshold
-
-if TYPE_CHECKING:
-    from probes.db.mysql.settings import Settings
-    from probes.db.settings import DbSettings
 
 __all__ = ["DEFAULT_THRESHOLDS", "HISTORY_METRICS", "ITEMS", "Probe", "classify"]
 
@@ -103,10 +101,9 @@ class MyConnection:
             self._conn.close()
 
 
-def connect(db: DbSettings, password: str | None, login_s: float, deadline: float) -> DbConnection:
+def connect(settings: Settings, password: str | None, login_s: float, deadline: float) -> DbConnection:
     import pymysql
 
-    settings = cast("Settings", db)
     tls: dict[str, Any] = {"ssl_disabled": True}
     if settings.ssl_mode != "disabled":
         import ssl
@@ -165,6 +162,13 @@ def _product(conn: DbConnection) -> str:
 ENGINE = Engine("MySQL", 3306, connect, _items, classify, describe_login_error, _product)
 
 
-class Probe(DbProbe):
+class Probe:
     kind: ClassVar[str] = "mysql"
-    engine: ClassVar[Engine] = ENGINE
+
+    __slots__ = ("settings",)
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def run(self, ctx: ProbeContext) -> CheckResult:
+        return run_db_probe(ENGINE, self.settings, ctx)

@@ -1,4 +1,4 @@
-"""MySQL / MariaDB check settings (pydantic); the probe itself is probes/db/mysql.py."""
+"""MySQL / MariaDB check settings; the probe is probes/db/mysql/probe.py."""
 
 from __future__ import annotations
 

@@ -671,7 +671,7 @@ def eval_accounts(data: Mapping[str, Rows], ctx: ItemContext) -> ItemOutcome:
     # The check's `databases` are the schema owners of the HIS/EMR applications on Oracle.
     owners = {o.upper() for o in (*ctx.options.get("databases", ()), *ctx.options.get("schema_owners", ()))}
     findings = []
-    facts = []
+    facts: list[dict[str, Any]] = []
     for r in data["users"]:
         user = _s(r.get("username"))
         if not (int(r.get("is_self") or 0) or user.upper() in owners):

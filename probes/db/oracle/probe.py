@@ -8,7 +8,7 @@ connect). `thick: {lib_dir: ...}` loads the Instant Client for 11g; thick mode i
 process-wide in python-oracledb, and there the limits are Oracle Net's: CONNECT_TIMEOUT in
 the descriptor for login and `call_timeout` per statement.
 
-The items live in probes/db/oracle_items.py, the settings in probes/db/oracle_settings.py;
+The items live in probes/db/oracle/items.py, the settings in probes/db/oracle/settings.py;
 the grants are in docs/db-grants.md.
 """
 
@@ -20,16 +20,14 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import Any, ClassVar
 
-from probes.db.engine import DbConnection, DbProbe, Engine, ErrorCodes, error_text
+from probes.base import CheckResult, ProbeContext
+from probes.db.engine import DbConnection, Engine, ErrorCodes, error_text, run_db_probe
 from probes.db.items import Item, as_utc
 from probes.db.oracle.items import ITEMS, SQL_ASM_GATE, SQL_SERVER_NOW
+from probes.db.oracle.settings import Settings
 from probes.thresholds import Threshold
-
-if TYPE_CHECKING:
-    from probes.db.oracle.settings import Settings
-    from probes.db.settings import DbSettings
 
 __all__ = ["DEFAULT_THRESHOLDS", "HISTORY_METRICS", "ITEMS", "Probe", "classify"]
 
@@ -160,10 +158,9 @@ def _descriptor(s: Settings, login_s: float) -> str:
     )
 
 
-def connect(db: DbSettings, password: str | None, login_s: float, deadline: float) -> DbConnection:
+def connect(settings: Settings, password: str | None, login_s: float, deadline: float) -> DbConnection:
     import oracledb
 
-    settings = cast("Settings", db)
     if settings.thick is not None:
         if oracledb.is_thin_mode():
             oracledb.init_oracle_client(lib_dir=settings.thick.lib_dir)
@@ -221,6 +218,13 @@ def items_for(conn: DbConnection) -> Sequence[Item]:
 ENGINE = Engine("Oracle", 1521, connect, items_for, classify, describe_login_error)
 
 
-class Probe(DbProbe):
+class Probe:
     kind: ClassVar[str] = "oracle"
-    engine: ClassVar[Engine] = ENGINE
+
+    __slots__ = ("settings",)
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def run(self, ctx: ProbeContext) -> CheckResult:
+        return run_db_probe(ENGINE, self.settings, ctx)

@@ -1,4 +1,4 @@
-"""Oracle check settings (pydantic); the probe itself is probes/db/oracle.py."""
+"""Oracle check settings; the probe is probes/db/oracle/probe.py."""
 
 from __future__ import annotations
 

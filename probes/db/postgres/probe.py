@@ -2,7 +2,7 @@
 
 One connection per run, opened read-only (`default_transaction_read_only`) with a
 statement timeout in the startup packet, closed afterwards. The items live in
-probes/db/pg_items.py, the settings in probes/db/postgres_settings.py; the grants the
+probes/db/postgres/items.py, the settings in probes/db/postgres/settings.py; the grants the
 monitoring account needs are in docs/db-grants.md.
 """
 
@@ -12,16 +12,14 @@ import contextlib
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import Any, ClassVar
 
-from probes.db.engine import DbConnection, DbProbe, DeadlineGuard, Engine, ErrorCodes, error_text
+from probes.base import CheckResult, ProbeContext
+from probes.db.engine import DbConnection, DeadlineGuard, Engine, ErrorCodes, error_text, run_db_probe
 from probes.db.items import Item
 from probes.db.postgres.items import ITEMS
+from probes.db.postgres.settings import Settings
 from probes.thresholds import Threshold
-
-if TYPE_CHECKING:
-    from probes.db.postgres.settings import Settings
-    from probes.db.settings import DbSettings
 
 __all__ = ["DEFAULT_THRESHOLDS", "HISTORY_METRICS", "ITEMS", "Probe", "classify"]
 
@@ -87,10 +85,9 @@ class PgConnection:
             self._conn.close()
 
 
-def connect(db: DbSettings, password: str | None, login_s: float, deadline: float) -> DbConnection:
+def connect(settings: Settings, password: str | None, login_s: float, deadline: float) -> DbConnection:
     import psycopg
 
-    settings = cast("Settings", db)
     timeout_ms = max(int(settings.query_timeout * 1000), 1)
     conn = psycopg.connect(
         host=settings.host,
@@ -99,7 +96,7 @@ def connect(db: DbSettings, password: str | None, login_s: float, deadline: floa
         password=password,
         dbname=settings.database,
         sslmode=settings.sslmode,
-        **({"sslrootcert": settings.sslrootcert} if settings.sslrootcert else {}),
+        sslrootcert=settings.sslrootcert or None,  # None: psycopg leaves the parameter out
         # libpq counts whole seconds and treats anything below 2 as 2.
         connect_timeout=max(int(login_s), 2),
         application_name="his-sentinel",
@@ -134,6 +131,13 @@ def items_for(conn: DbConnection) -> Sequence[Item]:
 ENGINE = Engine("PostgreSQL", 5432, connect, items_for, classify, describe_login_error)
 
 
-class Probe(DbProbe):
+class Probe:
     kind: ClassVar[str] = "postgres"
-    engine: ClassVar[Engine] = ENGINE
+
+    __slots__ = ("settings",)
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def run(self, ctx: ProbeContext) -> CheckResult:
+        return run_db_probe(ENGINE, self.settings, ctx)

@@ -1,4 +1,4 @@
-"""PostgreSQL check settings (pydantic); the probe itself is probes/db/postgres.py."""
+"""PostgreSQL check settings; the probe is probes/db/postgres/probe.py."""
 
 from __future__ import annotations
 

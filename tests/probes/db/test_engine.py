@@ -7,7 +7,6 @@ table and the connection are fakes so each rule of the engine is pinned down exa
 from __future__ import annotations
 
 import os
-import pickle
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -32,7 +31,6 @@ from probes.db.items import (
     space_outcome,
 )
 from probes.db.settings import BackupExpectation, DbSettings, ItemOverride
-from probes.plain import to_plain
 from probes.thresholds import Threshold
 from tests.conftest import FakeClock
 
@@ -175,7 +173,7 @@ def test_override_disables_an_item_and_changes_thresholds_field_by_field() -> No
         "a": ItemOverride.model_validate({"enabled": False}),
         "b": ItemOverride.model_validate({"thresholds": {"n": {"crit": 4}}}),
     }
-    report = run_engine(conn, items, ctx(), to_plain(overrides), classify, far())
+    report = run_engine(conn, items, ctx(), overrides, classify, far())
     assert report.skipped == [{"item": "a", "reason": "disabled"}]
     assert [c[0] for c in conn.calls[-1:]] == ["b"]
     # crit overridden to 4, warn kept at 10: 5 is CRIT
@@ -290,7 +288,7 @@ def fake_engine(conn: FakeConn | Exception) -> Engine:
 
 def test_probe_status_is_the_worst_finding_and_the_summary_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     conn = FakeConn({"a": [{"n": 3}]})
-    settings = to_plain(FakeSettings(host="db1", user="mon"))
+    settings = FakeSettings(host="db1", user="mon")
     result = run_db_probe(fake_engine(conn), settings, ctx())
     assert result.status is Status.WARN
     assert result.summary.startswith("警告：a n=3 | FakeDB 16.2，登录 ")
@@ -302,7 +300,7 @@ def test_probe_status_is_the_worst_finding_and_the_summary_names_it(monkeypatch:
 
 def test_login_failure_is_crit_and_never_shows_the_password(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_DB_PW", "s3cr3t-Pw")
-    settings = to_plain(FakeSettings(host="db1", port=1521, user="mon", password="${FAKE_DB_PW}"))
+    settings = FakeSettings(host="db1", port=1521, user="mon", password="${FAKE_DB_PW}")
     result = run_db_probe(fake_engine(PermissionError("bad password s3cr3t-Pw for mon")), settings, ctx())
     assert result.status is Status.CRIT
     assert result.summary == "无法登录 FakeDB db1:1521：拒绝：bad password *** for mon"
@@ -311,7 +309,7 @@ def test_login_failure_is_crit_and_never_shows_the_password(monkeypatch: pytest.
 
 def test_unresolvable_password_reference_is_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FAKE_DB_PW", raising=False)
-    settings = to_plain(FakeSettings(host="db1", user="mon", password="${FAKE_DB_PW}"))
+    settings = FakeSettings(host="db1", user="mon", password="${FAKE_DB_PW}")
     result = run_db_probe(fake_engine(FakeConn({})), settings, ctx())
     assert result.status is Status.UNKNOWN and "FAKE_DB_PW" in result.summary
 
@@ -340,20 +338,14 @@ def test_parse_size() -> None:
             parse_size(bad)
 
 
-def test_plain_settings_answer_as_the_model_does() -> None:
-    # The daemon runs on the plain form: item overrides and field-by-field thresholds must
-    # survive to_plain and the pickle that carries it from the validating process.
-    model = FakeSettings.model_validate(
+def test_item_threshold_overrides_replace_only_the_fields_written() -> None:
+    settings = FakeSettings.model_validate(
         {"host": "h", "user": "u", "items": {"a": {"thresholds": {"n": {"crit": None}}}}}
     )
-    plain = pickle.loads(pickle.dumps(to_plain(model)))
-    for settings in (model, plain):
-        spec = settings.overrides()["a"].thresholds["n"]
-        assert spec.over(Threshold(warn=1, crit=5)) == Threshold(warn=1, crit=None)
-        assert spec.over(None) == Threshold()
-    exp = to_plain(
-        BackupExpectation.model_validate({"database": "his", "type": "log", "schedule": "every 15m"})
-    )
+    spec = settings.items["a"].thresholds["n"]
+    assert spec.over(Threshold(warn=1, crit=5)) == Threshold(warn=1, crit=None)
+    assert spec.over(None) == Threshold()
+    exp = BackupExpectation.model_validate({"database": "his", "type": "log", "schedule": "every 15m"})
     star = exp.model_copy(update={"database": "*"})
     assert (star.database, star.type, star.schedule, star.grace) == ("*", "log", exp.schedule, 3600.0)
     assert exp.database == "his"

@@ -25,7 +25,6 @@ from probes.db.mssql import probe as mssql
 from probes.db.mssql import settings as mssql_settings
 from probes.db.oracle import probe as oracle
 from probes.db.oracle import settings as oracle_settings
-from probes.plain import to_plain
 
 _DSN = re.compile(r"^(?P<user>[^@]+)@(?P<host>[^:/]+)(?::(?P<port>\d+))?(?:/(?P<target>.+))?$")
 
@@ -56,7 +55,7 @@ def test_oracle_live() -> None:
     target = cfg.pop("target")
     assert target, "SENTINEL_TEST_ORACLE_DSN needs /service_name"
     settings = oracle_settings.Settings.model_validate({**cfg, "service_name": target})
-    result = oracle.Probe(to_plain(settings)).run(ProbeContext("oracle-live", 30.0))
+    result = oracle.Probe(settings).run(ProbeContext("oracle-live", 30.0))
     _assert_healthy_run(result)
     assert "tablespace_space" in result.details["facts"]
 
@@ -65,7 +64,7 @@ def test_mssql_live() -> None:
     cfg = _parse("SENTINEL_TEST_MSSQL_DSN", "SENTINEL_TEST_MSSQL_PASSWORD")
     target = cfg.pop("target")
     settings = mssql_settings.Settings.model_validate({**cfg, **({"database": target} if target else {})})
-    result = mssql.Probe(to_plain(settings)).run(ProbeContext("mssql-live", 30.0))
+    result = mssql.Probe(settings).run(ProbeContext("mssql-live", 30.0))
     _assert_healthy_run(result)
     assert "backups" in result.details["facts"] and "database_space" in result.details["facts"]
 
@@ -80,7 +79,7 @@ def test_wrong_password_is_rejected_and_never_shown(engine: str, monkeypatch: py
     module: Any = oracle if engine == "oracle" else mssql
     model: Any = oracle_settings.Settings if engine == "oracle" else mssql_settings.Settings
     extra = {"service_name": target} if engine == "oracle" else ({"database": target} if target else {})
-    settings = to_plain(model.model_validate({**cfg, **extra}))
+    settings = model.model_validate({**cfg, **extra})
     result = module.Probe(settings).run(ProbeContext("live", 20.0))
     assert result.status is Status.CRIT and "无法登录" in result.summary
     assert "Not-The-Pw-8731" not in repr(result)

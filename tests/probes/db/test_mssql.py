@@ -10,11 +10,10 @@ import pymssql
 import pytest
 
 from probes.base import ProbeContext, Status
-from probes.db.mssql import items as mi
 from probes.db.engine import run_engine
+from probes.db.mssql import items as mi
 from probes.db.mssql.probe import Probe, classify, describe_login_error, items_for
 from probes.db.mssql.settings import Settings
-from probes.plain import to_plain
 from probes.thresholds import Threshold
 from tests.helpers.dbvendor import NOW, Replay, evaluate, expect, texts
 from tests.helpers.servers import silent_tcp_server
@@ -460,7 +459,7 @@ def test_silent_server_returns_within_the_login_timeout(monkeypatch: pytest.Monk
             }
         )
         t0 = time.monotonic()
-        result = Probe(to_plain(settings)).run(ProbeContext("mssql", 4.0))
+        result = Probe(settings).run(ProbeContext("mssql", 4.0))
         elapsed = time.monotonic() - t0
     assert elapsed < 2.5
     assert result.status is Status.CRIT and "登录超时" in result.summary

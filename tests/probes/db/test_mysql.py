@@ -16,12 +16,19 @@ import pytest
 
 from probes.base import CheckResult, ProbeContext, Status
 from probes.db.items import ItemContext
-from probes.db.mysql.probe import Probe, connect
 from probes.db.mysql.items import ITEMS, eval_binlog, eval_replication, items_for
+from probes.db.mysql.probe import Probe, connect
 from probes.db.mysql.settings import Settings
-from probes.plain import to_plain
 from tests.conftest import need, wait_until
-from tests.helpers.dbfixtures import DOC_PASSWORD, DOC_USER, doc_sql, finding_items, permission_findings, port_open, unique
+from tests.helpers.dbfixtures import (
+    DOC_PASSWORD,
+    DOC_USER,
+    doc_sql,
+    finding_items,
+    permission_findings,
+    port_open,
+    unique,
+)
 from tests.helpers.servers import silent_tcp_server
 
 PORT = 3306
@@ -95,7 +102,7 @@ def run(timeout: float = 8.0, memory: Any = None, **settings: Any) -> CheckResul
     # The local test server has no TLS: the probe's default (verify_identity) must be opted out of.
     base: dict[str, Any] = {"host": "127.0.0.1", "port": PORT, "user": "root", "ssl_mode": "disabled"}
     base.update(settings)
-    probe = Probe(to_plain(Settings.model_validate(base)))
+    probe = Probe(Settings.model_validate(base))
     return probe.run(ProbeContext("my", timeout, memory=memory or {}))
 
 
@@ -117,8 +124,8 @@ def test_healthy_server_runs_every_item(admin: Any, schema: str) -> None:
 
 
 def test_session_is_read_only_with_a_statement_time_limit(admin: Any, schema: str) -> None:
-    plain = to_plain(Settings(host="127.0.0.1", user="root", ssl_mode="disabled"))
-    conn = connect(plain, None, 5, time.monotonic() + 10)
+    settings = Settings(host="127.0.0.1", user="root", ssl_mode="disabled")
+    conn = connect(settings, None, 5, time.monotonic() + 10)
     try:
         with pytest.raises(Exception, match="READ ONLY"):
             conn.query(f"INSERT INTO {schema}.beds VALUES (3, 'x')", 5)
@@ -389,6 +396,6 @@ def test_tls_is_verified_by_default_and_never_silently_dropped() -> None:
     # The local MariaDB has TLS disabled: with the default the login fails and says why,
     # rather than continuing in plaintext without anyone deciding so.
     assert Settings(host="h", user="u").ssl_mode == "verify_identity"
-    result = Probe(to_plain(Settings(host="127.0.0.1", port=PORT, user="root"))).run(ProbeContext("my", 8.0))
+    result = Probe(Settings(host="127.0.0.1", port=PORT, user="root")).run(ProbeContext("my", 8.0))
     assert result.status is Status.CRIT
     assert "SSL" in result.summary or "ssl" in result.summary

@@ -7,18 +7,16 @@ from __future__ import annotations
 import socket
 import time
 from datetime import timedelta
-from typing import Any
 
 import oracledb
 import pytest
 from pydantic import ValidationError
 
 from probes.base import ProbeContext, Status
-from probes.db.oracle import items as oi
 from probes.db.engine import run_engine
+from probes.db.oracle import items as oi
 from probes.db.oracle.probe import Probe, classify, describe_login_error, items_for, parse_version
 from probes.db.oracle.settings import Settings
-from probes.plain import to_plain
 from probes.thresholds import Threshold
 from tests.helpers.dbvendor import NOW, Replay, evaluate, expect, texts
 from tests.helpers.servers import silent_tcp_server
@@ -469,9 +467,9 @@ def test_freshness_uses_the_server_clock_not_the_agent_clock() -> None:
 # ----------------------------------------------------------------------------- the driver
 
 
-def _settings(port: int, **kw: object) -> Any:
-    """What the daemon hands the probe: validated settings in their plain form."""
-    model = Settings.model_validate(
+def _settings(port: int, **kw: object) -> Settings:
+    """What the daemon hands the probe: validated settings."""
+    return Settings.model_validate(
         {
             "host": "127.0.0.1",
             "port": port,
@@ -481,7 +479,6 @@ def _settings(port: int, **kw: object) -> Any:
             **kw,
         }
     )
-    return to_plain(model)
 
 
 def test_silent_server_returns_within_the_login_timeout(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,7 +20,6 @@ from probes.db.items import ItemContext
 from probes.db.postgres.items import ITEMS, eval_archiver, eval_autovacuum, eval_replication
 from probes.db.postgres.probe import Probe, connect
 from probes.db.postgres.settings import Settings
-from probes.plain import to_plain
 from probes.thresholds import Threshold
 from tests.conftest import FakeClock, need, wait_until
 from tests.helpers.dbfixtures import DOC_USER, doc_sql, finding_items, permission_findings, port_open, unique
@@ -66,7 +65,7 @@ def run(
     base: dict[str, Any] = {"host": "127.0.0.1", "port": PORT, "user": "postgres", "sslmode": "disable"}
     base.update(settings)
     ctx = ProbeContext("pg", timeout, history=history or {}, memory=memory or {})
-    return Probe(to_plain(Settings.model_validate(base))).run(ctx)
+    return Probe(Settings.model_validate(base)).run(ctx)
 
 
 def sessions_of(admin: Any, user: str) -> int:
@@ -78,7 +77,7 @@ def sessions_of(admin: Any, user: str) -> int:
 
 
 def test_registry_kind_and_healthy_server_runs_every_item(admin: Any) -> None:
-    assert registry.KINDS.get("postgres", "probes.db.postgres") == "probes.db.postgres"
+    assert registry.spec("postgres").probe is Probe
     result = run(databases=["postgres"])
     assert result.status in (Status.OK, Status.WARN)  # WARN only for a restart within 24 h
     assert permission_findings(result) == []
@@ -99,7 +98,7 @@ def test_registry_kind_and_healthy_server_runs_every_item(admin: Any) -> None:
 def test_session_is_read_only_and_statement_timeout_applies(admin: Any) -> None:
     import time as _time
 
-    settings = to_plain(Settings(host="127.0.0.1", port=PORT, user="postgres", sslmode="disable"))
+    settings = Settings(host="127.0.0.1", port=PORT, user="postgres", sslmode="disable")
     conn = connect(settings, None, 5, _time.monotonic() + 10)
     try:
         with pytest.raises(Exception, match="read-only transaction"):
@@ -114,7 +113,7 @@ def test_session_is_read_only_and_statement_timeout_applies(admin: Any) -> None:
 
 
 def test_deadline_guard_cuts_a_session_that_outlives_the_probe(admin: Any) -> None:
-    settings = to_plain(Settings(host="127.0.0.1", port=PORT, user="postgres", sslmode="disable"))
+    settings = Settings(host="127.0.0.1", port=PORT, user="postgres", sslmode="disable")
     conn = connect(settings, None, 5, time.monotonic() + 0.5)
     try:
         t0 = time.monotonic()
@@ -355,7 +354,7 @@ def test_archiver_judges_log_backup_expectations() -> None:
 
     from probes.db.settings import BackupExpectation
 
-    exp = to_plain(BackupExpectation.model_validate({"type": "log", "schedule": "every 15m", "grace": "5m"}))
+    exp = BackupExpectation.model_validate({"type": "log", "schedule": "every 15m", "grace": "5m"})
     ctx = ictx(backups=[exp])
     row = {"archive_mode": "on", "last_archived_time": ctx.now - timedelta(minutes=40), "failed_count": 0}
     out = eval_archiver({"archiver": [row]}, ctx)
@@ -453,7 +452,7 @@ def test_tls_is_verified_by_default_and_never_silently_dropped() -> None:
     # The local server has no TLS: with the default the login fails and says why, rather
     # than falling back to plaintext (libpq's "prefer") without anyone deciding so.
     assert Settings(host="h", user="u").sslmode == "verify-full"
-    settings = to_plain(Settings(host="127.0.0.1", port=PORT, user="postgres"))
+    settings = Settings(host="127.0.0.1", port=PORT, user="postgres")
     result = Probe(settings).run(ProbeContext("pg", 8.0))
     assert result.status is Status.CRIT
     assert "SSL" in result.summary or "ssl" in result.summary

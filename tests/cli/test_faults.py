@@ -1,7 +1,8 @@
-"""People's commands on a real store: faults, notifications, maintenance (subprocess CLI)."""
+"""`sentinel faults` on a real store, through the command line in a subprocess."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import subprocess
@@ -9,8 +10,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agent.faults import records as F
 from agent.config.schema import load
+from agent.faults import records as F
 from agent.runtime.daemon import check_info, policy_from_config
 from agent.state.machine import CheckState
 from agent.store.db import Store
@@ -80,51 +81,15 @@ def test_fault_workflow_from_the_command_line(tmp_path: Path) -> None:
     assert shown["recovery_s"] == 90.0
     text = cli(tmp_path, "faults", "show", number).stdout
     assert "故障编号：" + number in text and "原因：网络闪断" in text
+    # The history is a table: time in the site's zone with its offset, event, who, note.
+    history = text.split("历史：\n", 1)[1].splitlines()
+    assert history[0].split() == ["时间", "事件", "操作人", "说明"]
+    rows = [line.split(maxsplit=4) for line in history[1:]]
+    assert [(r[2], r[3]) for r in rows] == [
+        ("故障开始", "agent"), ("恢复", "agent"), ("响应", "张工"), ("记录原因", getpass.getuser()),
+        ("关闭", "张工")
+    ]  # fmt: skip
+    assert all(r[1].endswith("+08:00") for r in rows), rows
+    assert "原因 网络闪断；处理措施 更换交换机端口" in history[4]
+    assert "检查项 his-web" in history[1]
     assert cli(tmp_path, "faults", "list", "--open").stdout.count(number) == 0
-
-
-def test_maintenance_windows_are_kept_with_their_history(tmp_path: Path) -> None:
-    seed_fault(tmp_path)
-    add = cli(tmp_path, "maintenance", "add", "HIS升级", "--system", "HIS", "--start", "2026-12-01 22:00",
-              "--end", "2026-12-02 02:00", "--reason", "HIS 版本升级", "--approved-by", "信息科王主任",
-              "--ticket", "CHG-002", "--by", "实施工程师")
-    assert add.returncode == 0, add.stderr
-    dup = cli(tmp_path, "maintenance", "add", "HIS升级", "--system", "HIS", "--start", "2026-12-03 22:00",
-              "--end", "2026-12-04 02:00", "--reason", "x", "--approved-by", "y")
-    assert dup.returncode == 1 and "exists already" in dup.stderr
-    bad = cli(tmp_path, "maintenance", "add", "坏窗口", "--system", "EMR", "--start", "2026-12-03 22:00",
-              "--end", "2026-12-03 21:00", "--reason", "x", "--approved-by", "y")
-    assert bad.returncode == 2 and "end" in bad.stderr
-    assert cli(tmp_path, "maintenance", "remove", "每周例行维护").returncode == 1  # from the config file
-    assert cli(tmp_path, "maintenance", "remove", "HIS升级", "--by", "信息科王主任").returncode == 0
-    listed = json.loads(cli(tmp_path, "maintenance", "list", "--all", "--json").stdout)
-    assert [(w["name"], w["source"], w["removed_by"]) for w in listed] == [("HIS升级", "cli", "信息科王主任")]
-    log = cli(tmp_path, "maintenance", "list", "--all").stdout
-    assert "实施工程师  add  HIS升级" in log and "信息科王主任  remove  HIS升级" in log
-    store = Store(tmp_path / "var/s.db")
-    try:
-        store.db.execute("UPDATE maintenance_log SET actor='someone else'")
-        raise AssertionError("the maintenance log must be append-only")
-    except Exception as exc:  # noqa: BLE001 - sqlite3.IntegrityError from the trigger
-        assert "append-only" in str(exc)
-
-
-def test_notification_queue_listing(tmp_path: Path) -> None:
-    seed_fault(tmp_path)
-    store = Store(tmp_path / "var/s.db")
-    with store.tx() as db:
-        db.execute(
-            "INSERT INTO outbox(created_ts, dedup_key, channel, event, message, next_attempt_ts, status, "
-            "attempts, last_error) VALUES(1, 'k1', 'mail', 'opened', '{\"subject\": \"s1\"}', 1, "
-            "'failed', 3, '535 authentication failed')"
-        )
-        db.execute(
-            "INSERT INTO outbox(created_ts, dedup_key, channel, event, message, next_attempt_ts, status) "
-            "VALUES(2, 'k2', 'mail', 'recovered', '{\"subject\": \"s2\"}', 2, 'delivered')"
-        )
-    store.close()
-    failed = cli(tmp_path, "notifications", "list", "--failed")
-    assert "535 authentication failed" in failed.stdout and "recovered" not in failed.stdout
-    assert "1 notification(s) queued again" in cli(tmp_path, "notifications", "retry").stdout
-    rows = json.loads(cli(tmp_path, "notifications", "list", "--json").stdout)
-    assert {r["dedup_key"]: r["status"] for r in rows} == {"k1": "pending", "k2": "delivered"}
