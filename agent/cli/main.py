@@ -268,6 +268,7 @@ def _cmd_config(config: Config, args: argparse.Namespace) -> int:
 def _cmd_run(config: Config, args: argparse.Namespace) -> int:
     from agent.runtime import logs
     from agent.runtime.daemon import Daemon, limit_malloc_arenas
+    from agent.runtime.health import ListenError
     from agent.store.db import StoreLocked
 
     limit_malloc_arenas()
@@ -277,6 +278,11 @@ def _cmd_run(config: Config, args: argparse.Namespace) -> int:
     except StoreLocked as exc:
         print(f"sentinel: {exc}", file=sys.stderr)
         return 1
+    except ListenError as exc:
+        # Exit 2 like a configuration error: the unit's RestartPreventExitStatus=2 keeps systemd
+        # from restarting into the same busy address every few seconds.
+        print(f"sentinel: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     rc = daemon.run()
     # Everything is committed and closed by now. A probe thread may still be stuck inside a
     # driver's C code (that is what deadlines are for); letting the interpreter finalise around

@@ -1,10 +1,24 @@
-"""Configuration problems, free of pydantic so the monitoring process can report them too
-(it receives them from the validating helper process, see agent.configload)."""
+"""Configuration problems, free of pydantic so the YAML reader can report them too."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+MAX_SHOWN = 50
+"""Problems printed at most; a file with thousands is the wrong file, and the first ones say so."""
+
+
+def format_path(loc: Sequence[Any]) -> str:
+    """`('checks', 3, 'interval')` -> `checks[3].interval`, as the keys are written in the file."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int) and not isinstance(part, bool):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,6 +28,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
+        if not self.path and self.line is None:
+            return self.message  # about the file as a whole (cannot read it, too large)
         where = f"{self.path}" if self.path else "(top level)"
         if self.line is not None:
             where += f" (line {self.line})"
@@ -32,4 +48,8 @@ class ConfigError(Exception):
     def render(self) -> str:
         n = len(self.problems)
         head = f"{self.source}: {n} problem{'s' if n != 1 else ''} in the configuration"
-        return "\n".join([head, *(f"  - {p}" for p in self.problems)])
+        lines = [head, *(f"  - {p}" for p in self.problems[:MAX_SHOWN])]
+        if n > MAX_SHOWN:
+            more = n - MAX_SHOWN
+            lines.append(f"  … and {more} more (fix these first, or check that this is the right file)")
+        return "\n".join(lines)

@@ -13,7 +13,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime
 from datetime import time as dtime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, cast, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -27,7 +28,7 @@ from pydantic import (
 
 from agent.config.base import FAULT_LEVELS, Model
 from agent.config.channels import ChannelSettings
-from agent.config.errors import ConfigError, Problem
+from agent.config.errors import ConfigError, Problem, format_path
 from agent.config.reader import read_file, read_yaml
 from agent.config.windows import WindowSpec, parse_local_datetime
 from probes import registry
@@ -228,7 +229,7 @@ class CheckCommon(Model):
         return self
 
     def threshold_rules(self) -> dict[str, Threshold]:
-        rules = dict(registry.default_thresholds(self.kind))
+        rules = dict(registry.spec(self.kind).default_thresholds)
         rules.update({k: v.to_threshold() for k, v in self.thresholds.items()})
         return rules
 
@@ -239,27 +240,23 @@ def check_model(kind: str) -> type[CheckCommon] | None:
     a site pays only for the probe kinds it configures."""
     if kind not in registry.KINDS:
         return None
-    settings = registry.settings_model(kind)
+    spec = registry.spec(kind)
     overrides: dict[str, Any] = {}
-    # Event-like kinds (a log line, a restart) are over by the next run: their failures
-    # would never be confirmed at the usual 3 consecutive samples.
-    # Read from the settings module (which re-exports it): validation never loads the runtime
-    # module, so the helper process stays free of http.client, ssl and the drivers.
-    confirmations = getattr(registry.settings_module(kind), "DEFAULT_CONFIRMATIONS", None)
-    if confirmations is not None:
-        overrides["confirmations"] = (int, Field(confirmations, ge=1, le=20))
-    return create_model(  # type: ignore[call-overload, no-any-return]
-        f"{kind.capitalize()}Check",
-        __base__=(CheckCommon, settings),
-        kind=(Literal[kind], ...),
-        **overrides,
-    )
+    if spec.default_confirmations is not None:
+        # Event-like kinds (a log line, a restart) are over by the next run: their failures
+        # would never be confirmed at the usual 3 consecutive samples.
+        overrides["confirmations"] = (int, Field(spec.default_confirmations, ge=1, le=20))
+    # pydantic's stubs cannot express a base tuple mixing CheckCommon with the kind's settings,
+    # nor a Literal built at run time: the fields go in as Any; the result is a CheckCommon.
+    fields: dict[str, Any] = {"kind": (Literal[kind], ...), **overrides}
+    built: Any = create_model(f"{kind.capitalize()}Check", __base__=(CheckCommon, spec.settings), **fields)
+    return cast("type[CheckCommon]", built)
 
 
 class ReportSchedule(Model):
     """`reports.schedule` in the configuration."""
 
-    kinds: tuple[ScheduledKind, ...] = REPORT_KINDS
+    kinds: tuple[ScheduledKind, ...] = ("daily", "weekly", "monthly", "quarterly", "yearly")
     """Which periodic reports the daemon writes."""
     daily_time: str = "07:30"
     weekly_weekday: int = Field(1, ge=1, le=7)
@@ -325,11 +322,45 @@ class Agent(Model):
     workers: int = Field(64, ge=1, le=512)
     """Probe threads; a hung probe holds one until its driver gives up."""
     heartbeat: Duration = 10.0
-    listen: str | None = Field(None, pattern=r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):\d{1,5}$")
+    listen: str | None = None
     """host:port of the agent's own /healthz endpoint; unset = no endpoint."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_file: Path | None = None
     log_json: bool = False
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str | None) -> str | None:
+        """A host and a port the agent can bind: `127.0.0.1:99999` is refused here, by
+        `config validate`, not by a traceback when `sentinel run` starts."""
+        import ipaddress
+
+        if v is None:
+            return v
+        if "/" in v or "@" in v:
+            raise ValueError(f"{v!r}: write host:port only, without a scheme, path or user")
+        host, sep, port = v.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"{v!r} is not host:port (e.g. 127.0.0.1:9187)")
+        if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
+            raise ValueError(f"{v!r}: the port must be a number from 1 to 65535")
+        if host.startswith("[") and host.endswith("]"):
+            try:
+                ipaddress.IPv6Address(host[1:-1])
+            except ValueError:
+                raise ValueError(f"{v!r}: {host[1:-1]!r} is not an IPv6 address") from None
+        elif ":" in host:
+            raise ValueError(f"{v!r}: write an IPv6 address in brackets, e.g. [::1]:{port}")
+        elif all(label.isascii() and label.isdigit() for label in host.split(".")):
+            try:
+                ipaddress.IPv4Address(host)
+            except ValueError:
+                raise ValueError(f"{v!r}: {host!r} is not an IPv4 address") from None
+        elif len(host) > 253 or not all(
+            re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?", label) for label in host.split(".")
+        ):
+            raise ValueError(f"{v!r}: {host!r} is not a host name or IP address")
+        return v
 
 
 EVENTS = ("opened", "flapping", "reminder", "warning", "escalation", "recovered", "reopened", "closed")
@@ -482,18 +513,161 @@ class Config(Model):
 
 
 def _fmt_path(loc: Sequence[Any]) -> str:
-    out = ""
+    return format_path(loc)
+
+
+_LABEL = re.compile(r"[\[\]()]")
+"""What pydantic's union member labels contain (`function-after[_spans(), Schedule]`,
+`literal['7x24']`, `[key]`) and keys written in a configuration do not."""
+_TYPE_LABELS = frozenset({"str", "int", "float", "bool", "none", "bytes", "date", "datetime", "time"})
+_DISCRIMINATORS = ("type", "kind")
+
+
+def _is_label(part: str, node: Any) -> bool:
+    """Whether `part` of an error's loc names a union member rather than a key."""
+    if _LABEL.search(part) or part in _TYPE_LABELS or part[:1].isupper():  # models are CamelCase
+        return True
+    if isinstance(node, dict):
+        return any(node.get(d) == part for d in _DISCRIMINATORS)  # a tagged union's tag
+    return node is not None  # below a scalar or a list no name is the user's key
+
+
+def _user_loc(loc: Sequence[Any], raw: Any) -> tuple[tuple[Any, ...], tuple[int, str] | None]:
+    """`loc` as the user wrote it, and where a union member's label was dropped from it.
+
+    Pydantic names the member of a union it tried (`systems[0].schedule.function-after[_spans(),
+    Schedule]`, the channel type in `notifications.channels.ding.dingtalk.webhook`). Walking the
+    data along `loc` tells them apart: a key that is in the data is the user's; one that is not
+    is a missing key, unless it has the shape of a label."""
+    out: list[Any] = []
+    node: Any = raw
+    branch: tuple[int, str] | None = None
     for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
+        if isinstance(node, dict) and part in node:
+            # As the line index has it: `levels: {1: ...}` is `faults.levels.1`, not `[1]`.
+            out.append(str(part) if isinstance(part, int) else part)
+            node = node[part]
+        elif isinstance(part, int) and not isinstance(part, bool):
+            out.append(part)
+            node = node[part] if isinstance(node, list) and 0 <= part < len(node) else None
+        elif _is_label(str(part), node):
+            branch = branch or (len(out), str(part))
         else:
-            out += ("." if out else "") + str(part)
+            out.append(part)  # a key the model wants and the data lacks
+            node = None
+    return tuple(out), branch
+
+
+_MISMATCH = frozenset(
+    {
+        "model_type",
+        "model_attributes_type",
+        "dict_type",
+        "literal_error",
+        "string_type",
+        "int_type",
+        "int_parsing",
+        "float_type",
+        "float_parsing",
+        "bool_type",
+        "bool_parsing",
+        "list_type",
+        "tuple_type",
+        "none_required",
+        "is_instance_of",
+    }
+)
+"""Error types that only say the input is not this member's type at all."""
+
+
+def _expected(err: Mapping[str, Any]) -> str:
+    kind = err["type"]
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return "a mapping"
+    if kind == "literal_error":
+        return str((err.get("ctx") or {}).get("expected", "one of the listed values"))
+    if kind in ("list_type", "tuple_type"):
+        return "a list"
+    if kind == "string_type":
+        return "text"
+    if kind in ("int_type", "int_parsing"):
+        return "a whole number"
+    if kind in ("float_type", "float_parsing"):
+        return "a number"
+    if kind in ("bool_type", "bool_parsing"):
+        return "true or false"
+    return str(err.get("msg", kind))
+
+
+Located = tuple[tuple[Any, ...], "tuple[int, str] | None", dict[str, Any]]
+
+
+def _one_answer_per_union(entries: list[Located]) -> list[Located]:
+    """A value in a union field fails every member: report the member it was meant for.
+
+    A member whose only complaint is that the value is not its type at all (`Input should be
+    '7x24'` for a schedule written as a mapping) is dropped when another member got further;
+    when none did, one problem says what the value may be ("expected a mapping or '7x24'")."""
+    groups: dict[tuple[Any, ...], dict[str, list[Located]]] = {}
+    out: list[Located] = []
+    for entry in entries:
+        loc, branch, _err = entry
+        if branch is None:
+            out.append(entry)
+        else:
+            groups.setdefault(loc[: branch[0]], {}).setdefault(branch[1], []).append(entry)
+    for point, members in groups.items():
+
+        def shallow(member: list[Located], point: tuple[Any, ...] = point) -> bool:
+            return all(loc == point and err["type"] in _MISMATCH for loc, _b, err in member)
+
+        further = [m for m in members.values() if not shallow(m)]
+        if further:
+            out.extend(e for m in further for e in m)
+            continue
+        errs = [err for m in members.values() for _loc, _b, err in m]
+        expected = list(dict.fromkeys(_expected(e) for e in errs))
+        merged = {"type": "union_mismatch", "msg": "expected " + " or ".join(expected)}
+        if "input" in errs[0]:
+            merged["input"] = errs[0]["input"]
+        out.append((point, None, merged))
     return out
+
+
+def _narrow(ann: Any, node: Any) -> Any:
+    """The type that validates `node` under annotation `ann`: Annotated and Optional removed,
+    a union narrowed to the member the node's discriminator (`type:`) names, else its model."""
+    discriminator: str | None = None
+    while True:
+        origin = get_origin(ann)
+        if origin is Annotated:
+            base, *meta = get_args(ann)
+            for m in meta:
+                d = getattr(m, "discriminator", None)
+                if isinstance(d, str):
+                    discriminator = d
+            ann = base
+            continue
+        if origin in (Union, UnionType):
+            members = [a for a in get_args(ann) if a is not type(None)]
+            pick = None
+            if discriminator is not None and isinstance(node, dict):
+                for m in members:
+                    field = getattr(m, "model_fields", {}).get(discriminator)
+                    if field is not None and node.get(discriminator) in get_args(field.annotation):
+                        pick = m
+            if pick is None:
+                pick = _first_model(ann)
+            if pick is None:
+                return members[0] if len(members) == 1 else None
+            ann = pick
+            continue
+        return ann
 
 
 def _model_at(loc: Sequence[Any], raw: Any) -> type[BaseModel] | None:
     """The model class that validates the mapping at `loc` (for 'did you mean' hints)."""
-    model: Any = Config
+    ann: Any = Config
     node: Any = raw
     parts = list(loc)
     if len(parts) >= 2 and parts[0] == "checks" and isinstance(parts[1], int):
@@ -501,19 +675,30 @@ def _model_at(loc: Sequence[Any], raw: Any) -> type[BaseModel] | None:
         item = items[parts[1]] if isinstance(items, list) and parts[1] < len(items) else None
         if not isinstance(item, dict):
             return None
-        model, node, parts = check_model(str(item.get("kind"))), item, parts[2:]
+        ann, node, parts = check_model(str(item.get("kind"))), item, parts[2:]
     for part in parts:
-        if isinstance(part, int):
-            node = node[part] if isinstance(node, list) and part < len(node) else None
-            continue
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        ann = _narrow(ann, node)
+        origin = get_origin(ann)
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            field = ann.model_fields.get(str(part))
+            if field is None:
+                return None
+            ann = field.annotation
+        elif origin in (tuple, list) and isinstance(part, int):
+            ann = (get_args(ann) or (None,))[0]
+        elif origin is dict:
+            args = get_args(ann)
+            ann = args[1] if len(args) == 2 else None
+        else:
             return None
-        field = model.model_fields.get(part)
-        if field is None:
-            return None
-        node = node.get(part) if isinstance(node, dict) else None
-        model = _first_model(field.annotation)
-    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+    ann = _narrow(ann, node)
+    return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
 
 
 def _first_model(ann: Any) -> Any:
@@ -541,7 +726,20 @@ def _message(err: Mapping[str, Any], raw: Any) -> str:
         return f"unknown key '{key}'{hint}"
     if kind == "missing":
         return "required key is missing"
-    msg = str(err["msg"])
+    if kind == "union_tag_invalid":
+        ctx = err.get("ctx") or {}
+        tag = str(ctx.get("tag"))
+        expected = str(ctx.get("expected_tags", ""))
+        close = difflib.get_close_matches(tag, re.findall(r"'([^']*)'", expected), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return f"unknown type '{tag}'{hint}; expected one of {expected}"
+    if kind == "union_tag_not_found":
+        ctx = err.get("ctx") or {}
+        return f"required key {ctx.get('discriminator', 'type')} is missing"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        msg = "expected a mapping"  # pydantic's wording names the model class
+    else:
+        msg = str(err["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):
             msg = msg[len(prefix) :]
@@ -612,7 +810,10 @@ def parse(text: str, source: str = "<config>", base_dir: Path | None = None) -> 
 def validate(
     raw: dict[str, Any], lines: Mapping[tuple[Any, ...], int], source: str, base_dir: Path | None = None
 ) -> Config:
-    """Validate data read by `config_yaml.read_yaml`; raises ConfigError with every problem."""
+    """Validate data read by `agent.config.reader`; raises ConfigError with every problem."""
+    verdict = _not_a_configuration(raw)
+    if verdict is not None:
+        raise ConfigError(source, [Problem("", None, verdict)])
     errors: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
     checks = _validate_checks(raw.get("checks"), errors)
     top = {k: v for k, v in raw.items() if k != "checks"}
@@ -622,9 +823,15 @@ def validate(
     except ValidationError as exc:
         errors.extend(((), dict(e)) for e in exc.errors())
 
-    problems: list[Problem] = []
+    located: list[Located] = []
     for prefix, err in errors:
-        loc = (*prefix, *err.get("loc", ()))
+        loc, branch = _user_loc((*prefix, *err.get("loc", ())), raw)
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            # Point at the `type:` line, which is where the fix goes.
+            loc = (*loc, str((err.get("ctx") or {}).get("discriminator", "type")).strip("'"))
+        located.append((loc, branch, err))
+    problems: list[Problem] = []
+    for loc, _branch, err in _one_answer_per_union(located):
         message = _message({**err, "loc": loc}, raw)
         problems.append(Problem(_fmt_path(loc), _nearest_line(lines, loc), message))
 
@@ -648,6 +855,27 @@ def validate(
     if base_dir is not None:
         config = _resolve_paths(config, base_dir)
     return config
+
+
+def _not_a_configuration(raw: Mapping[Any, Any]) -> str | None:
+    """One answer for a file that is not a configuration (another program's YAML, a log that
+    happens to parse), instead of an "unknown key" line for each of its keys."""
+    sections = list(Config.model_fields)
+    if "site" in raw or "checks" in raw:
+        return None
+    keys = [str(k) for k in raw]
+    unknown = [k for k in keys if k not in sections]
+    if len(unknown) <= len(keys) - len(unknown):
+        return None  # mostly sections (or empty): the usual problems say what is missing
+    misspelt = [k for k in unknown if difflib.get_close_matches(k, sections, n=1, cutoff=0.75)]
+    if 2 * len(misspelt) >= len(unknown):
+        return None  # mostly misspelt sections: 'did you mean' says which
+    shown = ", ".join(repr(k if len(k) <= 24 else k[:23] + "…") for k in keys[:3])
+    shown += f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+    return (
+        f"this does not look like a Sentinel configuration: its top-level keys ({shown}) are not "
+        f"the sections of one ({', '.join(sections)}); is this the right file?"
+    )
 
 
 def _nearest_line(lines: Mapping[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
@@ -683,12 +911,13 @@ def _cross_checks(checks: Sequence[Any], raw: Any, lines: Mapping[tuple[Any, ...
     for i, rc in enumerate(raw_checks):
         if not isinstance(rc, dict):
             continue
-        name = rc.get("name")
-        if isinstance(name, str):
-            if name in seen:
-                add(("checks", i, "name"), f"duplicate check name {name!r} (first at checks[{seen[name]}])")
+        check_name = rc.get("name")
+        if isinstance(check_name, str):
+            if check_name in seen:
+                first = seen[check_name]
+                add(("checks", i, "name"), f"duplicate check name {check_name!r} (first at checks[{first}])")
             else:
-                seen[name] = i
+                seen[check_name] = i
         system = rc.get("system")
         if system is not None and str(system) not in names:
             close = difflib.get_close_matches(str(system), names, n=1)
@@ -696,7 +925,7 @@ def _cross_checks(checks: Sequence[Any], raw: Any, lines: Mapping[tuple[Any, ...
             add(("checks", i, "system"), f"system {system!r} is not defined under systems{hint}")
     raw_windows = raw.get("maintenance") if isinstance(raw.get("maintenance"), list) else []
     check_names = {rc.get("name") for rc in raw_checks if isinstance(rc, dict)}
-    window_names: list[str] = []
+    window_names: list[Any] = []
     for i, w in enumerate(raw_windows):
         if not isinstance(w, dict):
             continue
@@ -732,8 +961,8 @@ def _cross_checks(checks: Sequence[Any], raw: Any, lines: Mapping[tuple[Any, ...
                 elif c in grouped:
                     add(loc, f"check {c!r} is already in another redundancy group")
                 grouped.add(c)
-    avail = raw.get("availability") if isinstance(raw.get("availability"), dict) else {}
-    fm = avail.get("force_majeure") if isinstance(avail.get("force_majeure"), list) else []
+    avail = _mapping(raw.get("availability"))
+    fm = _sequence(avail.get("force_majeure"))
     fm_names: list[Any] = []
     for i, rec in enumerate(fm):
         if not isinstance(rec, dict):
@@ -745,12 +974,10 @@ def _cross_checks(checks: Sequence[Any], raw: Any, lines: Mapping[tuple[Any, ...
         if rec.get("name") in fm_names:
             add((*at, "name"), f"duplicate force majeure record {rec.get('name')!r}")
         fm_names.append(rec.get("name"))
-    reports = raw.get("reports") if isinstance(raw.get("reports"), dict) else {}
-    recipients = reports.get("recipients") if isinstance(reports.get("recipients"), dict) else {}
-    notif = raw.get("notifications") if isinstance(raw.get("notifications"), dict) else {}
-    channels = notif.get("channels") if isinstance(notif.get("channels"), dict) else {}
-    for kind, names in recipients.items():
-        for j, n in enumerate(names if isinstance(names, list) else []):
+    recipients = _mapping(_mapping(raw.get("reports")).get("recipients"))
+    channels = _mapping(_mapping(raw.get("notifications")).get("channels"))
+    for kind, listed in recipients.items():
+        for j, n in enumerate(listed if isinstance(listed, list) else []):
             if n not in channels:
                 close = difflib.get_close_matches(str(n), list(channels), n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
@@ -758,6 +985,14 @@ def _cross_checks(checks: Sequence[Any], raw: Any, lines: Mapping[tuple[Any, ...
                 add(where, f"channel {n!r} is not defined under notifications.channels{hint}")
     del checks
     return problems
+
+
+def _mapping(value: Any) -> dict[Any, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _sequence(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _resolve_paths(config: Config, base: Path) -> Config:

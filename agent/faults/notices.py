@@ -90,7 +90,7 @@ class AlertPlanner:
 
     def render(self, event: str, fault: Fault, detail: Mapping[str, Any]) -> Any:
         from agent.notify import Message
-        from agent.reports.render import environment
+        from agent.text.render import environment
 
         if self._env is None:
             # Jinja2 loads with the first alert, not at start: a quiet site never pays for it.

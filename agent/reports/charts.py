@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from agent.reports.i18n import LEVEL_ZH, translate
+from agent.text.i18n import LEVEL_ZH, translate
 
 log = logging.getLogger("sentinel.reports")
 

@@ -27,8 +27,8 @@ from typing import Any
 
 from agent.clock.timeutil import day_bounds
 from agent.reports import avail, common, dbsection, faultstats
-from agent.reports.i18n import WEEKDAYS_ZH
-from agent.reports.render import render
+from agent.text.i18n import WEEKDAYS_ZH
+from agent.text.render import render
 from agent.store.db import AgentRun, CurrentState, Interval, Store, StoredResult
 from probes import registry
 from probes.base import Status, worst
@@ -555,7 +555,7 @@ def utc_offset(tz: Any, ms: int) -> str:
 
 
 def render_daily(config: Any, data: Mapping[str, Any], lang: str = "zh", **extra: Any) -> str:
-    """HTML of the report in `lang` ("zh" or "en"); labels come from agent.reports.i18n."""
+    """HTML of the report in `lang` ("zh" or "en"); labels come from agent.text.i18n."""
     tz = config.site.tz
     return render(
         "daily.html",

@@ -17,7 +17,7 @@ from typing import Any
 from agent.clock.periods import parse_period
 from agent.config.schema import Config
 from agent.faults.records import Fault, list_faults
-from agent.reports.i18n import FAULT_TYPES, LEVEL_ZH
+from agent.text.i18n import FAULT_TYPES, LEVEL_ZH
 
 
 def _late(deadline: int | None, done: int | None, now_ms: int) -> bool:

@@ -575,7 +575,7 @@ def test_templates_found_without_the_source_tree(
     possibly zipped (no real directory)."""
     import zipfile
 
-    from agent.reports import render
+    from agent.text import render
 
     src = render.templates_dir()
     assert src is not None and (src / "daily.html").is_file()

@@ -6,8 +6,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from agent.reports import charts, common, completion, i18n, risks
-from agent.reports.render import cn_number, duration_en, templates_dir
+from agent.reports import charts, common, completion, risks
+from agent.text import i18n
+from agent.text.render import cn_number, duration_en, templates_dir
 
 LITERAL = re.compile(r"""_\(\s*"([^"]+)"\s*\)|_\(\s*'([^']+)'\s*\)""")
 # _("a" if x else "b") and table(["…", "…"]) headers pass literals through _() indirectly.

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 import agent
-from agent.reports.i18n import LEVEL_ZH, translate
+from agent.text.i18n import LEVEL_ZH, translate
 from agent.clock.timeutil import fmt_duration, fmt_local
 from probes.base import Status
 

@@ -1,0 +1,1 @@
+"""What people read: the one Jinja2 environment with its filters, and the label dictionary."""
