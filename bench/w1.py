@@ -54,8 +54,8 @@ EXPECTED = {"ok": 495, "http500": 25, "timeout": 25, "refused": 5}
 # Targets from the issue (W1, 2 cores).
 WALL_FACTOR = 1.2  # one round within 1.2 x the floor's wall time
 CPU_ROUND_MAX, CPU_ROUND_AIM = 0.85, 0.39  # blackbox_exporter / zabbix_agent2, CPU s per round
-STEADY_MAX, STEADY_AIM = 1.4, 0.73  # CPU s/min, blackbox / zabbix (monitor + driver)
-RSS_MAX = 40.0  # MiB
+STEADY_MAX, STEADY_AIM = 0.73, 0.73  # CPU s/min: issue 12 keeps zabbix_agent2's figure as the bound
+RSS_MAX = 64.0  # MiB: issue 12 raised the budget from 40 (one form of the configuration in the daemon)
 
 _children: list[subprocess.Popen] = []
 

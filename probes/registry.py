@@ -25,6 +25,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Generic, Protocol, TypeVar
 
+from pydantic import BaseModel
+
 from probes.base import Probe
 from probes.settings import ProbeSettings
 from probes.thresholds import Threshold
@@ -89,7 +91,7 @@ class KindSpec(Generic[S]):
     sections: frozenset[Section] = field(default_factory=frozenset)
     """The report sections the kind's results feed (declared by its registry entry)."""
 
-    def build(self, check: ProbeSettings) -> Probe:
+    def build(self, check: BaseModel) -> Probe:
         """The probe of one check (a validated check of this kind: CheckCommon + `settings`)."""
         if not isinstance(check, self.settings):
             want = f"{self.settings.__module__}.{self.settings.__qualname__}"

@@ -154,6 +154,12 @@ def run(config: Config, args: argparse.Namespace) -> int:
     except PdfUnavailable as exc:
         print(f"sentinel: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        # A full disk or a report directory that is not a directory: one line, and the daemon
+        # (which runs this command for scheduled reports) logs it and tries again later.
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"sentinel: cannot write the report: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
     finally:
         if writer is not None:
             writer.close()

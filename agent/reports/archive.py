@@ -20,9 +20,9 @@ from typing import Any
 
 from agent.reports import charts as charts_mod
 from agent.reports.daily import MAX_CHANGE_ROWS, _atomic_write, utc_offset
-from agent.reports.i18n import WEEKDAYS_ZH
-from agent.reports.render import render
 from agent.store.db import Store
+from agent.text.i18n import WEEKDAYS_ZH
+from agent.text.render import render
 
 log = logging.getLogger("sentinel.reports")
 

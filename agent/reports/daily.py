@@ -23,15 +23,15 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from agent.clock.timeutil import day_bounds
 from agent.reports import avail, common, dbsection, faultstats
+from agent.store.db import AgentRun, CurrentState, Interval, Store, StoredResult
 from agent.text.i18n import WEEKDAYS_ZH
 from agent.text.render import render
-from agent.store.db import AgentRun, CurrentState, Interval, Store, StoredResult
 from probes import registry
-from probes.base import Status, worst
+from probes.base import Metric, Status, worst
 from probes.registry import Section
 
 log = logging.getLogger("sentinel.reports")
@@ -92,17 +92,17 @@ def _timeline(
     if cursor < end:
         pieces.append((cursor, end, None))
     out: list[Piece] = []
-    for s, e, st in pieces:
+    for s, e, state in pieces:
         cur = s
         for gs, ge in blanks:
             if ge <= cur or gs >= e:
                 continue
             if gs > cur:
-                out.append((cur, gs, st))
+                out.append((cur, gs, state))
             out.append((max(gs, cur), min(ge, e), None))
             cur = min(ge, e)
         if cur < e:
-            out.append((cur, e, st))
+            out.append((cur, e, state))
     merged: list[Piece] = []
     for p in out:
         if merged and merged[-1][2] == p[2] and merged[-1][1] == p[0]:
@@ -139,7 +139,14 @@ def _latency_ms(r: StoredResult) -> float | None:
     return None
 
 
-def metric_value(r: StoredResult | None, name: str) -> float | None:
+class WithMetrics(Protocol):
+    """A stored result or a result just taken (`sentinel inspect`): both carry metrics."""
+
+    @property
+    def metrics(self) -> Sequence[Metric]: ...
+
+
+def metric_value(r: WithMetrics | None, name: str) -> float | None:
     if r is None:
         return None
     for m in r.metrics:
@@ -148,7 +155,7 @@ def metric_value(r: StoredResult | None, name: str) -> float | None:
     return None
 
 
-def disk_rows(latest: StoredResult, first: StoredResult | None) -> list[dict[str, Any]]:
+def disk_rows(latest: WithMetrics, first: WithMetrics | None) -> list[dict[str, Any]]:
     mounts: dict[str, dict[str, float]] = defaultdict(dict)
     for m in latest.metrics:
         if m.name.startswith("disk:") and "." in m.name:

@@ -1,6 +1,7 @@
 """Archived reports go out through the notification outbox, one row per recipient channel.
 
     n = send_report(config, store, archived, now_ms)   # queue; the dispatcher sends
+    unqueued_channels(config, store, kind, period, generated_ms)   # [] once every row is there
 
 Why the outbox: a report must not be lost while SMTP is down; the row waits and is retried with
 the outbox's backoff until the relay takes it. The row holds the small parts (subject, plain
@@ -51,6 +52,7 @@ __all__ = [
     "report_channels",
     "report_payload",
     "send_report",
+    "unqueued_channels",
 ]
 
 REPORT_EVENT = "report"
@@ -233,7 +235,7 @@ def report_payload(config: Any, archived: ArchivedReport) -> ReportPayload:
     Raises FileNotFoundError when an archived file is missing already: a report that cannot
     be sent should not be queued as if it could.
     """
-    from agent.reports.render import environment
+    from agent.text.render import environment
 
     site_name = str(config.site.name)
     own = getattr(archived, "subject", None)
@@ -326,6 +328,31 @@ def send_report(
             )
             queued += cur.rowcount
     return queued
+
+
+def unqueued_channels(config: Any, store: Store, kind: str, period: str, generated_ms: int) -> list[str]:
+    """Recipient channels of `kind` for which the outbox holds no row of this report.
+
+    [] when every recipient has its row (pending, failed or delivered: getting it to the relay
+    is the dispatcher's job from then on) or when the kind has no recipients. For an
+    inspection, `period` is whatever the caller records it under (the scheduler: the holiday);
+    the row is found by the report's generation time, which its key carries.
+    """
+    names = report_channels(config, kind)
+    if not names:
+        return []
+    if kind in ON_DEMAND_KINDS:
+        rows = store.db.execute(
+            "SELECT dedup_key FROM outbox WHERE event=? AND dedup_key LIKE ?",
+            (REPORT_EVENT, f"report:{kind}:%"),
+        )
+        keys = [str(k) for (k,) in rows]
+        return [c for c in names if not any(k.endswith(f"@{generated_ms}:{c}") for k in keys)]
+    wanted = {dedup_key(kind, period, c): c for c in names}
+    marks = ",".join("?" * len(wanted))
+    rows = store.db.execute(f"SELECT dedup_key FROM outbox WHERE dedup_key IN ({marks})", list(wanted))
+    found = {str(k) for (k,) in rows}
+    return [c for key, c in wanted.items() if key not in found]
 
 
 # --------------------------------------------------------------------------- sending

@@ -70,15 +70,15 @@ def open_findings(
                         "since_ms": None,
                     }
                 )
-    for f in faults_open:
+    for fault in faults_open:
         rows.append(
             {
                 "source": "fault",
-                "status": "CRIT" if f["level"] <= 2 else "WARN",
-                "object": f["number"],
-                "system": f["system"],
-                "text": f["description"],
-                "since_ms": f["start_ms"],
+                "status": "CRIT" if fault["level"] <= 2 else "WARN",
+                "object": fault["number"],
+                "system": fault["system"],
+                "text": fault["description"],
+                "since_ms": fault["start_ms"],
             }
         )
     rank = {"CRIT": 0, "WARN": 1, "UNKNOWN": 2}

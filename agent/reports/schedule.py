@@ -19,6 +19,10 @@ Rules (issue 5, item 4; the contracts ask for every report within 3 working days
   `catch_up_days`), so a report missed while the agent was down is produced at the next start.
   It is marked late when its due time fell while the agent was down, or when it is produced more
   than `late_after` after its due time.
+- done: recorded in the store's report_runs (the report child records it once archived) and,
+  when its kind has recipients, queued for each of them. The agent takes the record back
+  (`forget_report`) from a child that archived a report but did not queue it, so the report
+  stays owed and the next attempt sends it.
 - deadline: the `deliver_within`-th working day after the period's last day (after the
   inspection day for inspections) — the contract's "within 3 working days".
 
@@ -52,8 +56,10 @@ __all__ = [
     "done_from_store",
     "due_reports",
     "first_working_day_after",
+    "forget_report",
     "holiday_inspections",
     "period_bounds",
+    "recorded_at",
     "check_hhmm",
     "schedule_from_config",
 ]
@@ -321,3 +327,21 @@ def due_reports(
 def done_from_store(store: Any) -> set[tuple[str, str]]:
     """(kind, period) of every report written so far (the store's report_runs)."""
     return {(str(k), str(p)) for k, p in store.db.execute("SELECT kind, period FROM report_runs")}
+
+
+def recorded_at(store: Any, kind: str, period: str) -> int | None:
+    """When the report of `kind` and `period` was generated (ms), if it is recorded as done."""
+    row = store.db.execute(
+        "SELECT generated_ts FROM report_runs WHERE kind=? AND period=?", (kind, period)
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def forget_report(store: Any, kind: str, period: str) -> None:
+    """Take the report off the done list, so the schedule owes it again.
+
+    For a report that was archived but not queued for its recipients: it is not done until
+    it is on its way to them, and the next attempt writes and queues it anew.
+    """
+    with store.tx() as db:
+        db.execute("DELETE FROM report_runs WHERE kind=? AND period=?", (kind, period))

@@ -29,19 +29,19 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from agent import __version__
-from agent.store import evidence
-from agent.windows import exclusions
+from agent.clock.workcal import WorkCalendar
 from agent.faults.notices import AlertPlanner
-from agent.runtime.checks import build_specs
 from agent.faults.records import CheckInfo, FaultManager, LevelRule, Policy
-from agent.windows.ledger import change_token, cli_specs, sync_config_windows
-from agent.windows.maintenance import MaintenanceSchedule
-from agent.runtime.memory import ProbeMemory
 from agent.notify.outbox import Dispatcher
+from agent.runtime.checks import build_specs
+from agent.runtime.memory import ProbeMemory
 from agent.runtime.recorder import Recorder
 from agent.runtime.runner import CheckSpec, ProbeRunner
+from agent.store import evidence
 from agent.store.db import Store, acquire_lock
-from agent.clock.workcal import WorkCalendar
+from agent.windows import exclusions
+from agent.windows.ledger import change_token, cli_specs, sync_config_windows
+from agent.windows.maintenance import MaintenanceSchedule
 from probes.base import CheckResult, History, Status
 from probes.ssh.conn import SshPool
 
@@ -107,6 +107,18 @@ class Daemon:
         self.config_path = config_path
         self.clock = clock
         self._lock_fd = acquire_lock(config.storage.path)
+        # The health endpoint binds first: an address in use or not on this machine raises
+        # ListenError (one clear line, exit 2 in the CLI) before a run is recorded or anything
+        # scheduled. It serves requests only from run() on.
+        self.health: Any = None
+        if config.agent.listen:
+            from agent.runtime.health import HealthServer, ListenError
+
+            try:
+                self.health = HealthServer(config.agent.listen, self.health_snapshot)
+            except ListenError:
+                os.close(self._lock_fd)
+                raise
         # Both connections seal: the writer its batches, the reader the checkpoints of pruning.
         key = evidence.load_key(config.storage.evidence_key)
         self.store = Store(config.storage.path, evidence_key=key)
@@ -183,11 +195,6 @@ class Daemon:
             job_defaults={"coalesce": True, "max_instances": 1},
         )
         self._stop_requested = threading.Event()
-        self.health: Any = None
-        if config.agent.listen:
-            from agent.runtime.health import HealthServer
-
-            self.health = HealthServer(config.agent.listen, self.health_snapshot)
 
     def health_snapshot(self) -> dict[str, Any]:
         backlog = self.recorder.backlog
@@ -390,8 +397,9 @@ class Daemon:
         self._down_since_ms = None  # from now on a due report was not missed while down
 
     def produce_report(self, report: Any) -> bool:
-        """Write (and queue for delivery) one report in a child process: the daemon never
-        carries Jinja2, matplotlib or WeasyPrint."""
+        """Write and queue one report in a child process: the daemon never carries Jinja2,
+        matplotlib or WeasyPrint. True when it is done: archived and, if the kind has
+        recipients, queued for each of them; otherwise the reason is logged and it stays owed."""
         import subprocess
 
         from agent.reports.delivery import pdf_kinds
@@ -411,18 +419,34 @@ class Daemon:
         )
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False)
+            detail = (proc.stderr or proc.stdout).strip()[-500:] or f"exit status {proc.returncode}"
         except subprocess.TimeoutExpired:
-            log.error("%s report %s did not finish within 30 min", report.kind, report.period_label)
-            return False
+            detail = "did not finish within 30 min"
         with self._reader_lock:
-            # `inspect` exits with the worst check status, so success is the recorded report.
-            ok = self._reader.report_done(report.kind, report.period_label)
-        if not ok:
-            detail = (proc.stderr or proc.stdout).strip()[-500:]
-            log.error("%s report %s failed: %s", report.kind, report.period_label, detail)
-        elif self.dispatcher is not None:
+            # `inspect` exits with the worst check status, so success is read from the store.
+            problem = self._report_problem(report.kind, report.period_label)
+        if problem is not None:
+            log.error("%s report %s failed (%s): %s", report.kind, report.period_label, problem, detail)
+            return False
+        if self.dispatcher is not None:
             self.dispatcher.wake()
-        return ok
+        return True
+
+    def _report_problem(self, kind: str, period: str) -> str | None:
+        """Why the report the child was to write is not done, or None (reader lock held)."""
+        from agent.reports.delivery import unqueued_channels
+        from agent.reports.schedule import forget_report, recorded_at
+
+        generated_ms = recorded_at(self._reader, kind, period)
+        if generated_ms is None:
+            return "not archived"
+        missing = unqueued_channels(self.config, self._reader, kind, period, generated_ms)
+        if not missing:
+            return None
+        # Archived but not on its way (the child failed between the two): recorded as done it
+        # would never be sent, so the schedule owes it again and the next attempt queues it.
+        forget_report(self._reader, kind, period)
+        return f"archived but not queued for {', '.join(missing)}"
 
     # ------------------------------------------------------------------ life cycle
 

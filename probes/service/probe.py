@@ -354,7 +354,7 @@ _SERVICE_VERDICT: dict[str, tuple[Status, str]] = {
 
 
 def _iter_processes(attrs: list[str]) -> Iterator[psutil.Process]:
-    return psutil.process_iter(attrs, ad_value=None)  # type: ignore[no-any-return]
+    return psutil.process_iter(attrs, ad_value=None)
 
 
 def _cpu_pct(

@@ -12,9 +12,7 @@ import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from email import policy
 from email.message import EmailMessage
-from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -22,54 +20,21 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from agent.faults.notices import AlertPlanner, make_sender
-from agent.cli.ops import _enqueue_closed
+from agent.cli.faults import enqueue_closed
+from agent.clock.workcal import WorkCalendar
 from agent.config.schema import parse
-from agent.runtime.daemon import check_info, policy_from_config
+from agent.faults.notices import AlertPlanner, make_sender
 from agent.faults.records import FaultManager, acknowledge, close, list_faults, resolve
 from agent.notify.outbox import Dispatcher
+from agent.runtime.daemon import check_info, policy_from_config
 from agent.state.machine import CheckState
 from agent.store.db import Store
-from agent.clock.workcal import WorkCalendar
 from probes.base import CheckResult, Status
-from tests.conftest import FakeClock, free_port, need
+from tests.conftest import FakeClock, free_port
+from tests.helpers.smtp import SmtpServer
 
 T0 = 1_795_000_000.0  # Wed 2026-11-18 11:06:40 UTC = 19:06:40 in Shanghai
 DT_SECRET = "SECdingtalk-signing-secret-123"
-
-try:
-    from aiosmtpd.controller import Controller
-except ImportError:  # pragma: no cover - the test extra installs it
-    Controller = None  # type: ignore[assignment,misc]
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self.lock = threading.Lock()
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        msg = BytesParser(policy=policy.default).parsebytes(envelope.original_content)
-        with self.lock:
-            self.messages.append(msg)  # type: ignore[arg-type]
-        return "250 OK queued"
-
-
-class SmtpServer:
-    def __init__(self, port: int) -> None:
-        need(Controller is not None, "aiosmtpd is not installed")
-        self.port = port
-        self.inbox = Inbox()
-        self.controller: Any = None
-
-    def start(self) -> None:
-        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port, ready_timeout=5)
-        self.controller.start()
-
-    def stop(self) -> None:
-        if self.controller is not None:
-            self.controller.stop()
-            self.controller = None
 
 
 @pytest.fixture
@@ -159,7 +124,7 @@ def test_fault_reminder_recovery_and_close_mails_arrive_intact(tmp_path: Path, s
     rig.dispatcher.run_once()
     resolve(rig.store, fault.number, "李工", "LIS 应用池耗尽", "调大连接池并重启", int(rig.clock() * 1000))
     now = int(rig.clock() * 1000)
-    _enqueue_closed(rig.config, rig.store, close(rig.store, fault.number, "李工", now), now)
+    enqueue_closed(rig.config, rig.store, close(rig.store, fault.number, "李工", now), now)
     rig.dispatcher.run_once()
 
     mails = smtp.inbox.messages

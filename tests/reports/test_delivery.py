@@ -35,6 +35,7 @@ from agent.reports.delivery import (
     report_channels,
     report_payload,
     send_report,
+    unqueued_channels,
 )
 from agent.store.db import Store
 from tests.conftest import FakeClock, free_port, need
@@ -385,6 +386,31 @@ def test_each_inspection_run_is_sent_but_a_periodic_rerun_is_not(tmp_path: Path)
     assert send_report(rig.config, rig.store, monthly, rig.now_ms()) == 1
     assert send_report(rig.config, rig.store, later, rig.now_ms()) == 1  # replaces, same row
     assert rig.store.db.execute("SELECT count(*) FROM outbox").fetchone()[0] == 3
+
+
+def test_a_report_is_queued_once_each_recipient_has_its_row(tmp_path: Path) -> None:
+    """What the daemon asks before it counts a scheduled report as done."""
+    rig = Rig(tmp_path, free_port())
+    config = dataclasses.replace(
+        rig.config, reports=Reports({"monthly": ("ops-mail", "committee"), "inspection": ("ops-mail",)})
+    )
+    monthly = make_archive(tmp_path / "m")
+    gen = monthly.generated_ms
+    assert unqueued_channels(config, rig.store, "monthly", "2026-10", gen) == ["ops-mail", "committee"]
+    send_report(config, rig.store, monthly, rig.now_ms(), channels=["committee"])
+    assert unqueued_channels(config, rig.store, "monthly", "2026-10", gen) == ["ops-mail"]
+    send_report(config, rig.store, monthly, rig.now_ms())
+    assert unqueued_channels(config, rig.store, "monthly", "2026-10", gen) == []
+    assert unqueued_channels(config, rig.store, "monthly", "2026-09", gen) == ["ops-mail", "committee"]
+    assert unqueued_channels(config, rig.store, "weekly", "2026-W44", gen) == []  # no recipients
+    # An inspection is found by its generation time, under whatever period the scheduler
+    # records it (the holiday's first day), not the day it ran.
+    inspection = make_archive(tmp_path / "i", kind="inspection", period="2026-09-30")
+    gen = inspection.generated_ms
+    assert unqueued_channels(config, rig.store, "inspection", "2026-10-01", gen) == ["ops-mail"]
+    send_report(config, rig.store, inspection, rig.now_ms())
+    assert unqueued_channels(config, rig.store, "inspection", "2026-10-01", gen) == []
+    assert unqueued_channels(config, rig.store, "inspection", "2026-10-01", gen + 1) == ["ops-mail"]
 
 
 def test_fault_notices_still_go_through_the_combined_sender(tmp_path: Path, smtp: SmtpServer) -> None:

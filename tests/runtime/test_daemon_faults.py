@@ -8,10 +8,10 @@ from pathlib import Path
 
 from agent.faults.records import list_faults
 from agent.store.db import Store
-from tests.helpers.agent_proc import AgentProcess
 from tests.conftest import free_port, wait_until
+from tests.helpers.agent_proc import AgentProcess
 from tests.helpers.servers import http_server
-from tests.notify.test_flow import SmtpServer
+from tests.helpers.smtp import SmtpServer
 
 
 def test_fault_mail_from_the_daemon_and_no_repeat_after_restart(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -11,12 +12,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from agent.config.schema import parse
 from agent.runtime.daemon import Daemon
 from agent.store.db import Store
 from probes.base import Status
+from tests.conftest import REPO, FakeClock, free_port, wait_until
 from tests.helpers.agent_proc import AgentProcess
-from tests.conftest import REPO, free_port, wait_until
 from tests.helpers.servers import http_server
 
 
@@ -171,3 +174,73 @@ def test_example_configuration_end_to_end(tmp_path: Path) -> None:
         assert "agent: not running" in cli("status").stdout
     finally:
         agent.kill()
+
+
+def test_a_report_archived_but_not_queued_is_not_done_and_is_tried_again_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Done means archived AND queued for the recipients: a child that gets only half way
+    leaves the report owed, with the reason in the log, and the next attempt completes it."""
+    port = free_port()
+    cfg_file = tmp_path / "cfg.yaml"
+    recipients = "recipients: {daily: [ops-mail]}"
+    text = f"""
+site: {{name: 测试医院}}
+storage: {{path: {tmp_path}/var/s.db}}
+reports: {{output_dir: {tmp_path}/reports, daily_time: "07:30", {recipients},
+          schedule: {{kinds: [daily], holiday_inspection: false}}}}
+checks:
+  - {{name: web, kind: tcp, host: 127.0.0.1, port: {port}, interval: 10s, timeout: 1s}}
+notifications:
+  channels:
+    ops-mail: {{type: email, host: 127.0.0.1, port: {port}, security: none,
+               sender: sentinel@hospital.local, to: [ops@hospital.local]}}
+"""
+    cfg_file.write_text(text, encoding="utf-8")
+    from agent.config.schema import load
+
+    config = load(cfg_file)
+    # The child reads the file again; without the recipients there it archives the report and
+    # queues nothing — what a child that dies between the two leaves behind.
+    cfg_file.write_text(text.replace(recipients, "recipients: {}"), encoding="utf-8")
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    # 2026-11-21 08:00 in Shanghai, monitoring since the 20th: the daily report of the 20th is due.
+    clock = FakeClock(datetime(2026, 11, 21, 0, 0, tzinfo=UTC).timestamp())
+    daemon = Daemon(config, cfg_file, clock=clock)
+    daemon._first_start_ms = int(datetime(2026, 11, 20, 4, 0, tzinfo=UTC).timestamp() * 1000)
+
+    def done() -> set[tuple[str, str]]:
+        return {tuple(r) for r in daemon.store.db.execute("SELECT kind, period FROM report_runs")}
+
+    def queued() -> list[tuple[str, str]]:
+        return list(daemon.store.db.execute("SELECT dedup_key, status FROM outbox"))
+
+    def attempts() -> int:
+        writing = "writing the daily report for 2026-11-20"
+        return sum(r.getMessage().startswith(writing) for r in caplog.records)
+
+    try:
+        with caplog.at_level(logging.INFO, "sentinel.daemon"):
+            daemon._report_tick()
+            assert (tmp_path / "reports/daily/2026-11-20/index.json").is_file()  # the child archived it
+            (error,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+            assert error.getMessage().startswith(
+                "daily report 2026-11-20 failed (archived but not queued for ops-mail)"
+            )
+            assert done() == set() and queued() == []
+            # Still owed, but not hammered: the next try is 30 minutes later.
+            clock.advance(60)
+            daemon._report_tick()
+            assert attempts() == 1
+            cfg_file.write_text(text, encoding="utf-8")
+            clock.advance(1800)
+            daemon._report_tick()
+            assert attempts() == 2
+        assert done() == {("daily", "2026-11-20")}
+        assert queued() == [("report:daily:2026-11-20:ops-mail", "pending")]
+        # Done now: a later tick leaves it alone.
+        clock.advance(1800)
+        daemon._report_tick()
+        assert attempts() == 2
+    finally:
+        daemon.shutdown()
