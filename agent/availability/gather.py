@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 from agent.availability import compute as av
+from agent.clock.periods import parse_period
+from agent.store import faults as stored_faults
+from agent.store.db import Store
 from agent.windows import exclusions as fm_ledger
 from agent.windows.ledger import cli_specs
 from agent.windows.maintenance import MaintenanceSchedule
-from agent.clock.periods import parse_period
-from agent.store.db import Store
 
 if TYPE_CHECKING:
     from agent.config.schema import Config, System
@@ -105,13 +106,10 @@ class Sources:
         # record added to the file since then already counts, marked as not yet recorded.
         names = {x.record.name for x in recorded}
         pending = [
-            fm_ledger.StoredExclusion(
-                0, rec, fm_ledger.to_ms(rec.start, self.tz), fm_ledger.to_ms(rec.end, self.tz),
-                "config", now_ms, "config (not yet recorded)", None, None, None,
-            )
+            fm_ledger.unrecorded(rec, self.tz, now_ms)
             for rec in config.availability.force_majeure
             if rec.name not in names
-        ]  # fmt: skip
+        ]
         self.force_majeure = recorded + pending
 
     def exclusions_for(
@@ -178,24 +176,16 @@ class Sources:
         if not outages:
             return ()
         lo, hi = outages[0].start_ms, outages[-1].end_ms
-        rows = self.store.db.execute(
-            "SELECT f.number, f.system, f.start_ts, coalesce(f.recovered_ts, f.closed_ts, ?), f.cause, "
-            "group_concat(fc.check_name, char(31)) FROM faults f "
-            "LEFT JOIN fault_checks fc ON fc.fault_id = f.id "
-            "WHERE f.start_ts < ? AND coalesce(f.recovered_ts, f.closed_ts, ?) > ? "
-            "GROUP BY f.id ORDER BY f.start_ts",
-            (self.now_ms, hi, self.now_ms, lo),
-        ).fetchall()
+        spans = stored_faults.spans_overlapping(self.store.db, lo, hi, self.now_ms)
         out = []
         for o in outages:
-            best: tuple[int, Any, Any] | None = None
-            for number, fsys, fs, fe, cause, fchecks in rows:
-                names = set((fchecks or "").split("\x1f"))
-                if fsys != system and not names & set(o.checks):
+            best: tuple[int, str, str | None] | None = None
+            for f in spans:
+                if f.system != system and not f.checks & set(o.checks):
                     continue
-                overlap = min(fe, o.end_ms) - max(fs, o.start_ms)
+                overlap = min(f.end_ts, o.end_ms) - max(f.start_ts, o.start_ms)
                 if overlap > 0 and (best is None or overlap > best[0]):
-                    best = (overlap, number, cause)
+                    best = (overlap, f.number, f.cause)
             out.append(
                 OutageRow(
                     o.start_ms,

@@ -13,18 +13,20 @@ interval's start), not the moment confirmations completed.
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from agent.config.base import FAULT_LEVELS
 from agent.state.flapping import FlapDetector
 from agent.state.machine import Change
+from agent.store import faults as stored
+from agent.store import outbox
 from agent.store.db import Store
+from agent.store.faults import Deadline, FaultEvent
 from probes.base import CheckResult, Status
 
 log = logging.getLogger("sentinel.faults")
@@ -120,27 +122,22 @@ class Fault:
             "recovery_s": self.recovery_s,
         }
 
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Fault:
+        """A fault row of the store (agent.store.faults), field by column name; a missing
+        column raises KeyError naming it."""
+        values = {f.name: row[f.name] for f in fields(cls)}
+        for flag in _FLAGS:  # stored as 0/1
+            values[flag] = bool(values[flag])
+        values["checks"] = tuple(values["checks"])
+        return cls(**values)
 
-_FAULT_COLS = (
-    "id, number, system, campus, level, level_initial, type, description, impact, start_ts, detected_ts, "
-    "respond_deadline_ts, restore_deadline_ts, calendar_note, acked_ts, acked_by, recovered_ts, closed_ts, "
-    "closed_by, cause, measures, flapping, maintenance, response_overdue, restore_overdue, warned_response, "
-    "warned_restore, reminders, last_reminder_ts"
-)
+
+_FLAGS = ("flapping", "response_overdue", "restore_overdue", "warned_response", "warned_restore")
 
 
-def _fault(db: sqlite3.Connection, row: Sequence[Any]) -> Fault:
-    checks = tuple(
-        r[0]
-        for r in db.execute(
-            "SELECT check_name FROM fault_checks WHERE fault_id=? ORDER BY first_failed_ts, check_name",
-            (row[0],),
-        )
-    )
-    vals = list(row)
-    for i in (21, 23, 24, 25, 26):  # flags stored as integers
-        vals[i] = bool(vals[i])
-    return Fault(*vals, checks=checks)  # type: ignore[arg-type]
+def _fault(row: Mapping[str, Any] | None) -> Fault | None:
+    return None if row is None else Fault.from_row(row)
 
 
 class Deadlines(Protocol):
@@ -161,9 +158,8 @@ MaintenanceLookup = Callable[[int, str | None, str], str | None]
 
 
 def get_fault(db: sqlite3.Connection, key: int | str) -> Fault | None:
-    col = "id" if isinstance(key, int) else "number"
-    row = db.execute(f"SELECT {_FAULT_COLS} FROM faults WHERE {col}=?", (key,)).fetchone()
-    return _fault(db, row) if row else None
+    """The fault of this id (int) or number (str)."""
+    return _fault(stored.fault(db, key))
 
 
 def list_faults(
@@ -173,55 +169,23 @@ def list_faults(
     start_ms: int | None = None,
     end_ms: int | None = None,
 ) -> list[Fault]:
-    where, args = [], []
-    if open_only:
-        where.append("closed_ts IS NULL")
-    if level is not None:
-        where.append("level=?")
-        args.append(level)
-    if start_ms is not None:
-        where.append("start_ts>=?")
-        args.append(start_ms)
-    if end_ms is not None:
-        where.append("start_ts<?")
-        args.append(end_ms)
-    sql = f"SELECT {_FAULT_COLS} FROM faults" + (" WHERE " + " AND ".join(where) if where else "")
-    return [_fault(db, r) for r in db.execute(sql + " ORDER BY start_ts, id", args).fetchall()]
+    return [Fault.from_row(r) for r in stored.faults(db, open_only, level, start_ms, end_ms)]
 
 
-def fault_events(db: sqlite3.Connection, fault_id: int) -> list[tuple[int, str, str, str]]:
-    return list(
-        db.execute(
-            "SELECT ts, actor, action, detail FROM fault_events WHERE fault_id=? ORDER BY ts, id", (fault_id,)
-        )
-    )
+def fault_events(db: sqlite3.Connection, fault_id: int) -> list[FaultEvent]:
+    """The fault's history: (ts, actor, action, detail JSON), oldest first."""
+    return stored.events(db, fault_id)
 
 
 def overdue_counts(db: sqlite3.Connection, start_ms: int, end_ms: int) -> dict[int, int]:
     """Faults per level with an overdue response or recovery, outside maintenance."""
-    rows = db.execute(
-        "SELECT level, count(*) FROM faults WHERE start_ts>=? AND start_ts<? AND maintenance IS NULL "
-        "AND (response_overdue=1 OR restore_overdue=1) GROUP BY level",
-        (start_ms, end_ms),
-    )
-    return {int(level): int(n) for level, n in rows}
-
-
-def _event(db: sqlite3.Connection, fault_id: int, ts: int, actor: str, action: str, detail: Any) -> None:
-    db.execute(
-        "INSERT INTO fault_events(fault_id, ts, actor, action, detail) VALUES(?,?,?,?,?)",
-        (fault_id, ts, actor, action, json.dumps(detail, ensure_ascii=False, default=str)),
-    )
+    return stored.overdue_counts(db, start_ms, end_ms)
 
 
 def _next_number(db: sqlite3.Connection, start_ms: int, tz: Any) -> str:
     day = datetime.fromtimestamp(start_ms / 1000, UTC).astimezone(tz).strftime("%Y%m%d")
     prefix = f"GZ-{day}-"
-    row = db.execute(
-        "SELECT max(CAST(substr(number, ?) AS INTEGER)) FROM faults WHERE number LIKE ?",
-        (len(prefix) + 1, prefix + "%"),
-    ).fetchone()
-    return f"{prefix}{(row[0] or 0) + 1:03d}"
+    return f"{prefix}{stored.last_number(db, prefix) + 1:03d}"
 
 
 # ------------------------------------------------------------------------------- manager
@@ -259,10 +223,15 @@ class FaultManager:
             return
         now = self._now()
         for channel, dedup, message in self.planner(event, fault, detail):
-            db.execute(
-                "INSERT OR IGNORE INTO outbox(created_ts, dedup_key, channel, event, fault_id, message, "
-                "next_attempt_ts) VALUES(?,?,?,?,?,?,?)",
-                (now, dedup, channel, event, fault.id, message, now + int(delay_s * 1000)),
+            outbox.enqueue(
+                db,
+                created_ts=now,
+                dedup_key=dedup,
+                channel=channel,
+                event=event,
+                fault_id=fault.id,
+                message=message,
+                next_attempt_ts=now + int(delay_s * 1000),
             )
 
     # ---------------------------------------------------------------- results
@@ -297,19 +266,8 @@ class FaultManager:
     def _open_fault_for(self, db: sqlite3.Connection, info: CheckInfo) -> Fault | None:
         """The unrecovered fault of this check's system (or of the check itself when it has none)."""
         if info.system is not None:
-            row = db.execute(
-                f"SELECT {_FAULT_COLS} FROM faults WHERE system=? AND recovered_ts IS NULL "
-                "AND closed_ts IS NULL ORDER BY start_ts DESC LIMIT 1",
-                (info.system,),
-            ).fetchone()
-        else:
-            row = db.execute(
-                f"SELECT {_FAULT_COLS} FROM faults f WHERE system IS NULL AND recovered_ts IS NULL "
-                "AND closed_ts IS NULL AND EXISTS(SELECT 1 FROM fault_checks c WHERE c.fault_id=f.id "
-                "AND c.check_name=?) ORDER BY start_ts DESC LIMIT 1",
-                (info.name,),
-            ).fetchone()
-        return _fault(db, row) if row else None
+            return _fault(stored.unrecovered_of_system(db, info.system))
+        return _fault(stored.unrecovered_of_check(db, info.name))
 
     def _failing(self, db: sqlite3.Connection, info: CheckInfo, ch: Change) -> None:
         fault = self._open_fault_for(db, info) or self._reopen(db, info, ch.at_ms)
@@ -321,29 +279,12 @@ class FaultManager:
     def _reopen(self, db: sqlite3.Connection, info: CheckInfo, ts: int) -> Fault | None:
         """The same incident coming back soon after recovery is not a new fault."""
         since = ts - int(self.policy.reopen_within_s * 1000)
-        if info.system is not None:
-            row = db.execute(
-                "SELECT id FROM faults WHERE system=? AND closed_ts IS NULL AND recovered_ts>=? "
-                "ORDER BY recovered_ts DESC LIMIT 1",
-                (info.system, since),
-            ).fetchone()
-        else:
-            row = db.execute(
-                "SELECT f.id FROM faults f JOIN fault_checks c ON c.fault_id=f.id WHERE f.system IS NULL "
-                "AND c.check_name=? AND f.closed_ts IS NULL AND f.recovered_ts>=? "
-                "ORDER BY f.recovered_ts DESC LIMIT 1",
-                (info.name, since),
-            ).fetchone()
-        if row is None:
+        fault_id = stored.recovered_since(db, info.system, info.name, since)
+        if fault_id is None:
             return None
-        fault_id = int(row[0])
-        db.execute("UPDATE faults SET recovered_ts=NULL WHERE id=?", (fault_id,))
-        withdrawn = db.execute(
-            "UPDATE outbox SET status='withdrawn' "
-            "WHERE fault_id=? AND event='recovered' AND status='pending'",
-            (fault_id,),
-        ).rowcount
-        _event(db, fault_id, self._now(), "agent", "reopened", {"check": info.name, "at": ts})
+        stored.clear_recovery(db, fault_id)
+        withdrawn = outbox.withdraw_pending(db, fault_id, "recovered")
+        stored.add_event(db, fault_id, self._now(), "agent", "reopened", {"check": info.name, "at": ts})
         fault = get_fault(db, fault_id)
         assert fault is not None
         if not withdrawn:
@@ -373,34 +314,26 @@ class FaultManager:
         else:
             impact = f"{info.system or info.name} 部分功能或性能受影响，业务仍可运行"
         number = _next_number(db, start, self.tz)
-        cur = db.execute(
-            "INSERT INTO faults(number, system, campus, level, level_initial, type, description, impact, "
-            "start_ts, detected_ts, respond_deadline_ts, restore_deadline_ts, calendar_note, flapping, "
-            "maintenance) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                number,
-                info.system,
-                info.campus,
-                level,
-                info.level,
-                info.type,
-                f"{info.name}: {summary}",
-                impact,
-                start,
-                now,
-                respond,
-                restore,
-                note1 or note2,
-                int(flapping),
-                window,
-            ),
+        fault_id = stored.insert(
+            db,
+            number=number,
+            system=info.system,
+            campus=info.campus,
+            level=level,
+            level_initial=info.level,
+            type=info.type,
+            description=f"{info.name}: {summary}",
+            impact=impact,
+            start_ts=start,
+            detected_ts=now,
+            respond_deadline_ts=respond,
+            restore_deadline_ts=restore,
+            calendar_note=note1 or note2,
+            flapping=flapping,
+            maintenance=window,
         )
-        fault_id = int(cur.lastrowid or 0)
-        db.execute(
-            "INSERT INTO fault_checks(fault_id, check_name, first_failed_ts, last_summary) VALUES(?,?,?,?)",
-            (fault_id, info.name, start, summary),
-        )
-        _event(
+        stored.add_check(db, fault_id, info.name, start, summary)
+        stored.add_event(
             db,
             fault_id,
             now,
@@ -420,25 +353,16 @@ class FaultManager:
 
     def _join(self, db: sqlite3.Connection, fault: Fault, info: CheckInfo, ts: int, summary: str) -> None:
         now = self._now()
-        inserted = db.execute(
-            "INSERT OR IGNORE INTO fault_checks(fault_id, check_name, first_failed_ts, last_summary) "
-            "VALUES(?,?,?,?)",
-            (fault.id, info.name, ts, summary),
-        ).rowcount
-        if not inserted:
-            db.execute(
-                "UPDATE fault_checks SET recovered_ts=NULL, last_summary=? WHERE fault_id=? AND check_name=?",
-                (summary, fault.id, info.name),
-            )
+        if not stored.add_check(db, fault.id, info.name, ts, summary):
+            stored.check_failing_again(db, fault.id, info.name, summary)
             return  # the same check failing again (e.g. first sample after a restart)
-        _event(db, fault.id, now, "agent", "check-joined", {"check": info.name, "summary": summary})
+        stored.add_event(db, fault.id, now, "agent", "check-joined", {"check": info.name, "summary": summary})
         level = self._level_for(info)
         if level < fault.level:
-            db.execute(
-                "UPDATE faults SET level=?, impact=? WHERE id=?",
-                (level, f"{info.system or info.name} 不可用（关键检查项 {info.name} 失败）", fault.id),
+            stored.raise_level(
+                db, fault.id, level, f"{info.system or info.name} 不可用（关键检查项 {info.name} 失败）"
             )
-            _event(db, fault.id, now, "agent", "level-raised", {"from": fault.level, "to": level})
+            stored.add_event(db, fault.id, now, "agent", "level-raised", {"from": fault.level, "to": level})
             raised = get_fault(db, fault.id)
             assert raised is not None
             self._enqueue(db, "escalation", raised, {"reason": "level-raised", "check": info.name})
@@ -451,37 +375,22 @@ class FaultManager:
             return
         self._join(db, fault, info, ts, result.summary)
         if not fault.flapping:
-            db.execute("UPDATE faults SET flapping=1 WHERE id=?", (fault.id,))
-            _event(db, fault.id, self._now(), "agent", "flapping", {"check": info.name})
+            stored.mark_flapping(db, fault.id)
+            stored.add_event(db, fault.id, self._now(), "agent", "flapping", {"check": info.name})
 
     def _recovered(
         self, db: sqlite3.Connection, info: CheckInfo, ts: int, flapping_ended: bool = False
     ) -> None:
-        rows = db.execute(
-            "SELECT f.id FROM faults f JOIN fault_checks c ON c.fault_id=f.id WHERE c.check_name=? "
-            "AND c.recovered_ts IS NULL AND f.recovered_ts IS NULL AND f.closed_ts IS NULL",
-            (info.name,),
-        ).fetchall()
         now = self._now()
-        for (fault_id,) in rows:
-            db.execute(
-                "UPDATE fault_checks SET recovered_ts=? WHERE fault_id=? AND check_name=?",
-                (ts, fault_id, info.name),
-            )
-            still = db.execute(
-                "SELECT count(*) FROM fault_checks WHERE fault_id=? AND recovered_ts IS NULL", (fault_id,)
-            ).fetchone()[0]
-            if still:
+        for fault_id in stored.failing_with(db, info.name):
+            stored.check_recovered(db, fault_id, info.name, ts)
+            if stored.unrecovered_checks(db, fault_id):
                 continue
             fault = get_fault(db, fault_id)
             assert fault is not None
             overdue = fault.restore_deadline_ts is not None and ts > fault.restore_deadline_ts
-            db.execute(
-                "UPDATE faults SET recovered_ts=?, restore_overdue=max(restore_overdue, ?), flapping=0 "
-                "WHERE id=?",
-                (ts, int(overdue and fault.maintenance is None), fault_id),
-            )
-            _event(
+            stored.mark_recovered(db, fault_id, ts, restore_overdue=overdue and fault.maintenance is None)
+            stored.add_event(
                 db,
                 fault_id,
                 now,
@@ -517,14 +426,14 @@ class FaultManager:
                     last = fault.last_reminder_ts or fault.detected_ts
                     if now - last >= rule.remind_every_s * 1000:
                         n = fault.reminders + 1
-                        db.execute(
-                            "UPDATE faults SET reminders=?, last_reminder_ts=? WHERE id=?", (n, now, fault.id)
-                        )
+                        stored.record_reminder(db, fault.id, n, now)
                         fresh = get_fault(db, fault.id)
                         assert fresh is not None
                         self._enqueue(db, "reminder", fresh, {"seq": n})
 
-    def _deadline(self, db: sqlite3.Connection, fault: Fault, now: int, rule: LevelRule, which: str) -> None:
+    def _deadline(
+        self, db: sqlite3.Connection, fault: Fault, now: int, rule: LevelRule, which: Deadline
+    ) -> None:
         if which == "response":
             deadline, done, warned, overdue = (
                 fault.respond_deadline_ts,
@@ -545,12 +454,12 @@ class FaultManager:
         # warning on a 30-minute deadline would fire the moment the fault opens.
         lead_ms = min(rule.warn_before_s * 1000, (deadline - fault.start_ts) / 2)
         if not warned and now >= deadline - lead_ms:
-            db.execute(f"UPDATE faults SET warned_{which}=1 WHERE id=?", (fault.id,))
-            _event(db, fault.id, now, "agent", f"{which}-deadline-warning", {"deadline": deadline})
+            stored.mark_warned(db, fault.id, which)
+            stored.add_event(db, fault.id, now, "agent", f"{which}-deadline-warning", {"deadline": deadline})
             self._enqueue(db, "warning", fault, {"which": which, "deadline": deadline})
         if not overdue and now >= deadline:
-            db.execute(f"UPDATE faults SET {which}_overdue=1 WHERE id=?", (fault.id,))
-            _event(db, fault.id, now, "agent", f"{which}-overdue", {"deadline": deadline})
+            stored.mark_overdue(db, fault.id, which)
+            stored.add_event(db, fault.id, now, "agent", f"{which}-overdue", {"deadline": deadline})
             fresh = get_fault(db, fault.id)
             assert fresh is not None
             self._enqueue(
@@ -586,11 +495,8 @@ def acknowledge(store: Store, key: int | str, by: str, now_ms: int) -> Fault:
         if fault.acked_ts is not None:
             raise FaultError(f"fault {fault.number} was acknowledged by {fault.acked_by} already")
         overdue = fault.respond_deadline_ts is not None and now_ms > fault.respond_deadline_ts
-        db.execute(
-            "UPDATE faults SET acked_ts=?, acked_by=?, response_overdue=max(response_overdue, ?) WHERE id=?",
-            (now_ms, by, int(overdue and fault.maintenance is None), fault.id),
-        )
-        _event(db, fault.id, now_ms, by, "acknowledged", {})
+        stored.acknowledge(db, fault.id, now_ms, by, response_overdue=overdue and fault.maintenance is None)
+        stored.add_event(db, fault.id, now_ms, by, "acknowledged", {})
         return _reloaded(db, fault.id)
 
 
@@ -600,8 +506,8 @@ def resolve(store: Store, key: int | str, by: str, cause: str, measures: str, no
         raise FaultError("a cause is required (the contract requires it in the fault report)")
     with store.tx() as db:
         fault = _open_fault(db, key)
-        db.execute("UPDATE faults SET cause=?, measures=? WHERE id=?", (cause, measures, fault.id))
-        _event(db, fault.id, now_ms, by, "resolved", {"cause": cause, "measures": measures})
+        stored.set_cause(db, fault.id, cause, measures)
+        stored.add_event(db, fault.id, now_ms, by, "resolved", {"cause": cause, "measures": measures})
         return _reloaded(db, fault.id)
 
 
@@ -612,13 +518,14 @@ def close(store: Store, key: int | str, by: str, now_ms: int) -> Fault:
             raise FaultError(f"fault {fault.number} has not recovered yet")
         if not fault.cause:
             raise FaultError(f"fault {fault.number} has no cause yet: run `sentinel faults resolve` first")
-        db.execute("UPDATE faults SET closed_ts=?, closed_by=? WHERE id=?", (now_ms, by, fault.id))
-        _event(db, fault.id, now_ms, by, "closed", {})
+        stored.close(db, fault.id, now_ms, by)
+        stored.add_event(db, fault.id, now_ms, by, "closed", {})
         return _reloaded(db, fault.id)
 
 
 def default_levels() -> dict[int, LevelRule]:
-    """The common contract table (DESIGN §3): respond / restore / warn before / remind."""
+    """The common contract table (the README's fault-level table): respond / restore / warn
+    before / remind."""
     minute, hour = 60.0, 3600.0
     return {
         1: LevelRule(10 * minute, 30 * minute, False, 5 * minute, 10 * minute, 24 * hour),

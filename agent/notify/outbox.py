@@ -9,12 +9,14 @@ message (at-least-once), which is the safe side for an alert.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agent.store import outbox as stored
 from agent.store.db import Store
 
 log = logging.getLogger("sentinel.outbox")
@@ -51,21 +53,29 @@ class OutboxRow:
 
 
 def list_rows(store: Store, failed_only: bool = False, limit: int = 200) -> list[OutboxRow]:
-    import json
-
-    where = "WHERE status != 'delivered' AND (status = 'failed' OR attempts > 0)" if failed_only else ""
-    rows = store.db.execute(
-        "SELECT id, created_ts, channel, event, fault_id, status, attempts, next_attempt_ts, last_error, "
-        f"delivered_ts, dedup_key, message FROM outbox {where} ORDER BY id DESC LIMIT ?",
-        (limit,),
-    ).fetchall()
+    """The newest messages first (only those failed or retried, when asked)."""
     out = []
-    for r in rows:
+    for r in stored.listing(store.db, failed_only, limit):
         try:
-            subject = str(json.loads(r[11]).get("subject", ""))
+            subject = str(json.loads(r["message"]).get("subject", ""))
         except ValueError:
             subject = ""
-        out.append(OutboxRow(*r[:11], subject=subject))
+        out.append(
+            OutboxRow(
+                id=r["id"],
+                created_ts=r["created_ts"],
+                channel=r["channel"],
+                event=r["event"],
+                fault_id=r["fault_id"],
+                status=r["status"],
+                attempts=r["attempts"],
+                next_attempt_ts=r["next_attempt_ts"],
+                last_error=r["last_error"],
+                delivered_ts=r["delivered_ts"],
+                dedup_key=r["dedup_key"],
+                subject=subject,
+            )
+        )
     return out
 
 
@@ -116,15 +126,11 @@ class Dispatcher:
     def run_once(self) -> int:
         """Send every due row once (at most `batch`); returns how many were attempted."""
         now = int(self.clock() * 1000)
-        rows = self.store.db.execute(
-            "SELECT id, channel, message, attempts FROM outbox WHERE status='pending' AND next_attempt_ts<=? "
-            "ORDER BY next_attempt_ts, id LIMIT ?",
-            (now, self.batch),
-        ).fetchall()
-        for row_id, channel, message, attempts in rows:
+        rows = stored.due(self.store.db, now, self.batch)
+        for row in rows:
             if self._stop.is_set():
                 break
-            self._attempt(row_id, channel, message, attempts)
+            self._attempt(row.id, row.channel, row.message, row.attempts)
         return len(rows)
 
     def _attempt(self, row_id: int, channel: str, message: str, attempts: int) -> None:
@@ -149,37 +155,22 @@ class Dispatcher:
         now = int(self.clock() * 1000)
         n = attempts + 1
         with self.store.tx() as db:
-            db.execute(
-                "INSERT INTO outbox_attempts(outbox_id, ts, ok, detail) VALUES(?,?,?,?)",
-                (row_id, now, int(ok), detail[:1000]),
-            )
+            stored.record_attempt(db, row_id, now, ok, detail[:1000])
             if ok:
-                db.execute(
-                    "UPDATE outbox SET status='delivered', attempts=?, delivered_ts=?, receipt=?, "
-                    "last_error=NULL WHERE id=?",
-                    (n, now, detail[:500], row_id),
-                )
+                stored.mark_delivered(db, row_id, n, now, detail[:500])
                 self.sent += 1
             elif retryable:
                 wait = BACKOFF_S[min(n - 1, len(BACKOFF_S) - 1)]
-                db.execute(
-                    "UPDATE outbox SET attempts=?, next_attempt_ts=?, last_error=? WHERE id=?",
-                    (n, now + wait * 1000, detail[:1000], row_id),
-                )
+                stored.schedule_retry(db, row_id, n, now + wait * 1000, detail[:1000])
                 log.warning(
                     "notification %d: attempt %d failed (%s); next try in %d s", row_id, n, detail, wait
                 )
             else:
-                db.execute(
-                    "UPDATE outbox SET status='failed', attempts=?, last_error=? WHERE id=?",
-                    (n, detail[:1000], row_id),
-                )
+                stored.mark_failed(db, row_id, n, detail[:1000])
                 log.error("notification %d failed permanently: %s", row_id, detail)
 
 
 def retry_failed(store: Store, now_ms: int) -> int:
     """Put permanently failed rows back in the queue (after fixing a channel's settings)."""
     with store.tx() as db:
-        return db.execute(
-            "UPDATE outbox SET status='pending', next_attempt_ts=? WHERE status='failed'", (now_ms,)
-        ).rowcount
+        return stored.requeue_failed(db, now_ms)

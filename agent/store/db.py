@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.state.machine import Change, CheckState
+from agent.store.rows import fetch_all, fetch_one, scalar, scan
 from probes.base import CheckResult, Metric, Status
 
 SCHEMA_VERSION = 4
@@ -388,6 +389,24 @@ def _metrics_load(text: str | None) -> tuple[Metric, ...]:
     return tuple(Metric(n, float(v), u) for n, v, u in json.loads(text))
 
 
+_RESULT_COLS = (
+    "c.name AS name, r.ts AS ts, r.status AS status, r.duration_ms AS duration_ms, r.summary AS summary, "
+    "r.metrics AS metrics, r.details AS details"
+)
+
+
+def _stored_result(r: sqlite3.Row) -> StoredResult:
+    return StoredResult(
+        check=r["name"],
+        ts=r["ts"],
+        status=Status(r["status"]),
+        duration_ms=r["duration_ms"],
+        summary=r["summary"],
+        metrics=_metrics_load(r["metrics"]),
+        details=json.loads(r["details"]) if r["details"] else None,
+    )
+
+
 def _json_default(o: Any) -> Any:
     if isinstance(o, set | frozenset | tuple):
         return list(o)
@@ -438,8 +457,7 @@ class Store:
     def _migrate(self) -> None:
         with self.tx() as db:
             db.execute("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            current = int(row[0]) if row else 0
+            current = int(scalar(db, "SELECT value FROM meta WHERE key='schema_version'") or 0)
             if current > SCHEMA_VERSION:
                 raise RuntimeError(
                     f"store {self.path} has schema {current}, newer than this agent ({SCHEMA_VERSION}); "
@@ -455,8 +473,7 @@ class Store:
                 )
 
     def schema_version(self) -> int:
-        row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        return int(row[0]) if row else 0
+        return int(scalar(self.db, "SELECT value FROM meta WHERE key='schema_version'") or 0)
 
     # ---------------------------------------------------------------- checks
 
@@ -469,19 +486,19 @@ class Store:
                     "ON CONFLICT(name) DO UPDATE SET kind=excluded.kind, system=excluded.system",
                     (name, kind, system, now_ms),
                 )
-        self._check_ids = dict(self.db.execute("SELECT name, id FROM checks"))
+        self._check_ids = {r["name"]: r["id"] for r in fetch_all(self.db, "SELECT name, id FROM checks")}
 
     def check_id(self, name: str) -> int:
         cid = self._check_ids.get(name)
         if cid is None:
-            row = self.db.execute("SELECT id FROM checks WHERE name=?", (name,)).fetchone()
-            if row is None:
+            found = scalar(self.db, "SELECT id FROM checks WHERE name=?", (name,))
+            if found is None:
                 raise KeyError(f"unknown check {name!r}")
-            cid = self._check_ids[name] = int(row[0])
+            cid = self._check_ids[name] = int(found)
         return cid
 
     def check_names(self) -> list[str]:
-        return [r[0] for r in self.db.execute("SELECT name FROM checks ORDER BY name")]
+        return [r["name"] for r in fetch_all(self.db, "SELECT name FROM checks ORDER BY name")]
 
     # ---------------------------------------------------------------- agent runs
 
@@ -489,9 +506,7 @@ class Store:
         """Start a run; close what an earlier run left open at the moment it was last alive."""
         with self.tx() as db:
             for run in self._runs(db, "WHERE stopped_ts IS NULL"):
-                last_result = db.execute("SELECT max(ts) FROM results WHERE run_id=?", (run.id,)).fetchone()[
-                    0
-                ]
+                last_result = scalar(db, "SELECT max(ts) FROM results WHERE run_id=?", (run.id,))
                 end = max(run.heartbeat_ts, last_result or 0)
                 db.execute("UPDATE agent_runs SET stopped_ts=?, clean=0 WHERE id=?", (end, run.id))
                 self._log_run(db, run.id, "closed", end)
@@ -530,10 +545,10 @@ class Store:
     @staticmethod
     def _close_intervals(db: sqlite3.Connection, update: str, args: Sequence[Any]) -> None:
         """Run an UPDATE that closes intervals and log each close (the end time is evidence)."""
-        closed = db.execute(update + " RETURNING id, check_id, end_ts", args).fetchall()
+        closed = fetch_all(db, update + " RETURNING id, check_id, end_ts", args)
         db.executemany(
             "INSERT INTO interval_log(interval_id, event, check_id, ts) VALUES(?, 'close', ?, ?)",
-            sorted(closed),
+            sorted((r["id"], r["check_id"], r["end_ts"]) for r in closed),
         )
 
     def _seal(self, db: sqlite3.Connection, now_ms: int | None) -> None:
@@ -559,12 +574,25 @@ class Store:
 
     @staticmethod
     def _runs(db: sqlite3.Connection, where: str = "", args: Sequence[Any] = ()) -> list[AgentRun]:
-        rows = db.execute(
+        rows = fetch_all(
+            db,
             "SELECT id, started_ts, heartbeat_ts, stopped_ts, clean, pid, host, version FROM agent_runs "
             f"{where} ORDER BY started_ts",
             args,
-        ).fetchall()
-        return [AgentRun(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7]) for r in rows]
+        )
+        return [
+            AgentRun(
+                id=r["id"],
+                started_ts=r["started_ts"],
+                heartbeat_ts=r["heartbeat_ts"],
+                stopped_ts=r["stopped_ts"],
+                clean=bool(r["clean"]),
+                pid=r["pid"],
+                host=r["host"],
+                version=r["version"],
+            )
+            for r in rows
+        ]
 
     def runs(self, start_ms: int | None = None, end_ms: int | None = None) -> list[AgentRun]:
         if start_ms is None or end_ms is None:
@@ -609,19 +637,21 @@ class Store:
         """The state machines as the last run left them; intervals are closed, so each will
         open a fresh interval at its next sample."""
         out: dict[str, CheckState] = {}
-        rows = self.db.execute(
-            "SELECT c.name, s.hard, s.pending, s.last_ts, s.last_status FROM check_state s "
-            "JOIN checks c ON c.id = s.check_id"
+        # s.pending is not read: pending samples do not survive a gap, their run was interrupted.
+        rows = fetch_all(
+            self.db,
+            "SELECT c.name AS name, s.hard AS hard, s.last_ts AS last_ts, s.last_status AS last_status "
+            "FROM check_state s JOIN checks c ON c.id = s.check_id",
         )
-        for name, hard, pending, last_ts, last_status in rows:
-            out[name] = CheckState(
+        for r in rows:
+            hard, last_status = r["hard"], r["last_status"]
+            out[r["name"]] = CheckState(
                 hard=Status(hard) if hard is not None else None,
                 interval_open=False,
                 pending=[],
-                last_ts=last_ts,
+                last_ts=r["last_ts"],
                 last_status=Status(last_status) if last_status is not None else None,
             )
-            del pending  # pending samples do not survive a gap: their run was interrupted
         return out
 
     def write_batch(
@@ -634,7 +664,10 @@ class Store:
         Rows are gathered first and written with executemany: at a few hundred results a
         second the per-statement overhead is most of the writer's CPU.
         """
-        results, states, rollups, memories = [], [], [], []
+        results: list[tuple[Any, ...]] = []
+        states: list[tuple[Any, ...]] = []
+        rollups: list[tuple[Any, ...]] = []
+        memories: list[tuple[Any, ...]] = []
         interval_ops: list[tuple[int, Change]] = []
         for name, result, changes, state in batch:
             cid = self.check_id(name)
@@ -761,17 +794,19 @@ class Store:
 
     def probe_memories(self) -> dict[str, dict[str, Any]]:
         """Every check's last committed probe memory (CheckResult.memory)."""
-        rows = self.db.execute(
-            "SELECT c.name, m.data FROM probe_memory m JOIN checks c ON c.id = m.check_id"
-        ).fetchall()
-        return {name: json.loads(data) for name, data in rows}
+        rows = fetch_all(
+            self.db,
+            "SELECT c.name AS name, m.data AS data FROM probe_memory m JOIN checks c ON c.id = m.check_id",
+        )
+        return {r["name"]: json.loads(r["data"]) for r in rows}
 
     # ---------------------------------------------------------------- reading
 
     def results(
         self, check: str | None = None, start_ms: int | None = None, end_ms: int | None = None
     ) -> list[StoredResult]:
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if check is not None:
             where.append("c.name=?")
             args.append(check)
@@ -782,20 +817,17 @@ class Store:
             where.append("r.ts<?")
             args.append(end_ms)
         sql = (
-            "SELECT c.name, r.ts, r.status, r.duration_ms, r.summary, r.metrics, r.details "
-            "FROM results r JOIN checks c ON c.id=r.check_id"
+            f"SELECT {_RESULT_COLS} FROM results r JOIN checks c ON c.id=r.check_id"
             + (" WHERE " + " AND ".join(where) if where else "")
             + " ORDER BY r.ts, r.id"
         )
-        return [
-            StoredResult(n, ts, Status(st), d, s, _metrics_load(m), json.loads(det) if det else None)
-            for n, ts, st, d, s, m, det in self.db.execute(sql, args)
-        ]
+        return [_stored_result(r) for r in scan(self.db, sql, args)]
 
     def intervals(self, start_ms: int, end_ms: int, check: str | None = None) -> list[Interval]:
         """Intervals overlapping [start, end), open ones with end None."""
         sql = (
-            "SELECT c.name, i.state, i.start_ts, i.end_ts, i.summary, i.maintenance FROM intervals i "
+            "SELECT c.name AS name, i.state AS state, i.start_ts AS start_ts, i.end_ts AS end_ts, "
+            "i.summary AS summary, i.maintenance AS maintenance FROM intervals i "
             "JOIN checks c ON c.id=i.check_id WHERE i.start_ts < ? AND (i.end_ts IS NULL OR i.end_ts > ?)"
         )
         args: list[Any] = [end_ms, start_ms]
@@ -803,38 +835,48 @@ class Store:
             sql += " AND c.name=?"
             args.append(check)
         sql += " ORDER BY c.name, i.start_ts, i.id"
-        return [Interval(n, Status(s), a, b, t, m) for n, s, a, b, t, m in self.db.execute(sql, args)]
+        return [
+            Interval(
+                check=r["name"],
+                state=Status(r["state"]),
+                start_ts=r["start_ts"],
+                end_ts=r["end_ts"],
+                summary=r["summary"],
+                maintenance=r["maintenance"],
+            )
+            for r in fetch_all(self.db, sql, args)
+        ]
 
     def current(self) -> list[CurrentState]:
-        rows = self.db.execute(
-            "SELECT c.name, c.kind, c.system, s.hard, s.last_ts, s.last_status, s.last_summary, "
-            "(SELECT max(start_ts) FROM intervals i WHERE i.check_id=c.id) "
-            "FROM checks c LEFT JOIN check_state s ON s.check_id=c.id ORDER BY c.name"
+        rows = fetch_all(
+            self.db,
+            "SELECT c.name AS name, c.kind AS kind, c.system AS system, s.hard AS hard, "
+            "s.last_ts AS last_ts, s.last_status AS last_status, s.last_summary AS last_summary, "
+            "(SELECT max(start_ts) FROM intervals i WHERE i.check_id=c.id) AS since_ts "
+            "FROM checks c LEFT JOIN check_state s ON s.check_id=c.id ORDER BY c.name",
         )
         return [
             CurrentState(
-                name,
-                kind,
-                system,
-                Status(hard) if hard is not None else None,
-                since,
-                last_ts,
-                Status(ls) if ls is not None else None,
-                summ,
+                check=r["name"],
+                kind=r["kind"],
+                system=r["system"],
+                hard=Status(r["hard"]) if r["hard"] is not None else None,
+                since_ts=r["since_ts"],
+                last_ts=r["last_ts"],
+                last_status=Status(r["last_status"]) if r["last_status"] is not None else None,
+                last_summary=r["last_summary"],
             )
-            for name, kind, system, hard, last_ts, ls, summ, since in rows
+            for r in rows
         ]
 
     def latest_result(self, check: str) -> StoredResult | None:
-        row = self.db.execute(
-            "SELECT c.name, r.ts, r.status, r.duration_ms, r.summary, r.metrics, r.details FROM results r "
+        row = fetch_one(
+            self.db,
+            f"SELECT {_RESULT_COLS} FROM results r "
             "JOIN checks c ON c.id=r.check_id WHERE c.name=? ORDER BY r.ts DESC, r.id DESC LIMIT 1",
             (check,),
-        ).fetchone()
-        if row is None:
-            return None
-        n, ts, st, d, s, m, det = row
-        return StoredResult(n, ts, Status(st), d, s, _metrics_load(m), json.loads(det) if det else None)
+        )
+        return None if row is None else _stored_result(row)
 
     def metric_history(
         self, check: str, patterns: Sequence[str], since_ms: int
@@ -843,13 +885,14 @@ class Store:
         cid = self.check_id(check)
         out: dict[str, list[tuple[float, float]]] = {}
         for pattern in patterns:
-            for metric, hour, last in self.db.execute(
+            for r in fetch_all(
+                self.db,
                 "SELECT metric, hour_ts, vlast FROM rollups "
                 "WHERE check_id=? AND metric GLOB ? AND hour_ts>=? "
                 "ORDER BY metric, hour_ts",
                 (cid, pattern, since_ms),
             ):
-                out.setdefault(metric, []).append((hour / 1000.0, float(last)))
+                out.setdefault(r["metric"], []).append((r["hour_ts"] / 1000.0, float(r["vlast"])))
         return out
 
     def rollups(
@@ -858,8 +901,9 @@ class Store:
         """(hour_ts, n, min, max, avg) for one metric."""
         cid = self.check_id(check)
         return [
-            (h, n, lo, hi, s / n)
-            for h, n, lo, hi, s in self.db.execute(
+            (r["hour_ts"], r["n"], r["vmin"], r["vmax"], r["vsum"] / r["n"])
+            for r in fetch_all(
+                self.db,
                 "SELECT hour_ts, n, vmin, vmax, vsum FROM rollups WHERE check_id=? AND metric=? "
                 "AND hour_ts>=? AND hour_ts<? ORDER BY hour_ts",
                 (cid, metric, start_ms, end_ms),
@@ -896,13 +940,11 @@ class Store:
             )
 
     def report_done(self, kind: str, period: str) -> bool:
-        row = self.db.execute(
-            "SELECT 1 FROM report_runs WHERE kind=? AND period=?", (kind, period)
-        ).fetchone()
+        row = fetch_one(self.db, "SELECT 1 FROM report_runs WHERE kind=? AND period=?", (kind, period))
         return row is not None
 
     def integrity_check(self) -> str:
-        return str(self.db.execute("PRAGMA integrity_check").fetchone()[0])
+        return str(scalar(self.db, "PRAGMA integrity_check"))
 
 
 def acquire_lock(store_path: Path) -> int:

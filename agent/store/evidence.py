@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from agent.store.rows import Row, fetch_all, fetch_one, positions, scalar, scan
 from agent.store.verify_standalone import Problem, Walk, canonical, genesis, key_id, link, walk
 
 if TYPE_CHECKING:
@@ -142,8 +143,8 @@ def load_key(secret: Any) -> bytes | None:
 
 
 def stored_key_id(db: sqlite3.Connection) -> str | None:
-    row = db.execute("SELECT value FROM meta WHERE key='evidence_key_id'").fetchone()
-    return None if row is None else str(row[0])
+    row = fetch_one(db, "SELECT value FROM meta WHERE key='evidence_key_id'")
+    return None if row is None else str(row["value"])
 
 
 def _check_key(db: sqlite3.Connection, key: bytes | None) -> None:
@@ -160,7 +161,9 @@ def _check_key(db: sqlite3.Connection, key: bytes | None) -> None:
 
 
 def _select(t: ChainTable, where: str = "") -> str:
-    return f"SELECT {', '.join(t.exprs)} FROM {t.source()} {where}"
+    """The canonical columns of `t`, in their documented order, each named as documented."""
+    cols = ", ".join(f'{e} AS "{c}"' for e, c in zip(t.exprs, t.columns, strict=True))
+    return f"SELECT {cols} FROM {t.source()} {where}"
 
 
 def seal(
@@ -170,21 +173,24 @@ def seal(
     _check_key(db, key)
     total = 0
     for t in tables:
-        head = db.execute("SELECT last_id, h, rows FROM evidence_heads WHERE tbl=?", (t.code,)).fetchone()
-        last_id, prev, count = (0, genesis(t.name), 0) if head is None else (head[0], head[1], head[2])
-        rows = db.execute(_select(t, "WHERE t.id > ? ORDER BY t.id"), (last_id,)).fetchall()
+        head = fetch_one(db, "SELECT last_id, h, rows FROM evidence_heads WHERE tbl=?", (t.code,))
+        if head is None:
+            last_id, prev, count = 0, genesis(t.name), 0
+        else:
+            last_id, prev, count = head["last_id"], head["h"], head["rows"]
+        rows = fetch_all(db, _select(t, "WHERE t.id > ? ORDER BY t.id"), (last_id,))
         if not rows:
             continue
         links = []
         for row in rows:
-            prev = link(prev, canonical(row), key)
-            links.append((t.code, row[0], prev))
+            prev = link(prev, canonical(row), key)  # the values in the documented column order
+            links.append((t.code, row["id"], prev))
         db.executemany("INSERT INTO evidence(tbl, id, h) VALUES(?,?,?)", links)
         db.execute(
             "INSERT INTO evidence_heads(tbl, last_id, h, rows, sealed_ts) VALUES(?,?,?,?,?) "
             "ON CONFLICT(tbl) DO UPDATE SET last_id=excluded.last_id, h=excluded.h, rows=excluded.rows, "
             "sealed_ts=excluded.sealed_ts",
-            (t.code, rows[-1][0], prev, count + len(rows), now_ms),
+            (t.code, rows[-1]["id"], prev, count + len(rows), now_ms),
         )
         total += len(rows)
     return total
@@ -210,30 +216,28 @@ def prune_with_checkpoint(
     Only a contiguous id prefix is pruned, and never the newest row (SQLite would reuse its id).
     """
     t = BY_NAME["results"]
-    head = db.execute("SELECT last_id FROM evidence_heads WHERE tbl=?", (t.code,)).fetchone()
-    top = db.execute("SELECT max(id) FROM results").fetchone()[0]
-    if head is None or top is None:
+    sealed_to = scalar(db, "SELECT last_id FROM evidence_heads WHERE tbl=?", (t.code,))
+    top = scalar(db, "SELECT max(id) FROM results")
+    if sealed_to is None or top is None:
         return 0
-    upto = min(head[0], top - 1)
-    rows = db.execute(
-        "SELECT id, ts FROM results WHERE id <= ? ORDER BY id LIMIT ?", (upto, limit)
-    ).fetchall()
+    upto = min(sealed_to, top - 1)
+    rows = fetch_all(db, "SELECT id, ts FROM results WHERE id <= ? ORDER BY id LIMIT ?", (upto, limit))
     n = 0
-    for _, ts in rows:
-        if ts >= older_than_ms:
+    for row in rows:
+        if row["ts"] >= older_than_ms:
             break
         n += 1
     if n == 0:
         return 0
-    first, last = rows[0][0], rows[n - 1][0]
-    tss = [ts for _, ts in rows[:n]]
-    h = db.execute("SELECT h FROM evidence WHERE tbl=? AND id=?", (t.code, last)).fetchone()
+    first, last = rows[0]["id"], rows[n - 1]["id"]
+    tss = [row["ts"] for row in rows[:n]]
+    h = scalar(db, "SELECT h FROM evidence WHERE tbl=? AND id=?", (t.code, last))
     if h is None:
         return 0
     db.execute(
         "INSERT INTO evidence_checkpoints(tbl, first_id, last_id, n, h, min_ts, max_ts, created_ts) "
         "VALUES(?,?,?,?,?,?,?,?)",
-        (t.name, first, last, n, bytes(h[0]).hex(), min(tss), max(tss), now_ms),
+        (t.name, first, last, n, bytes(h).hex(), min(tss), max(tss), now_ms),
     )
     db.execute("DELETE FROM results WHERE id BETWEEN ? AND ?", (first, last))
     db.execute("DELETE FROM evidence WHERE tbl=? AND id BETWEEN ? AND ?", (t.code, first, last))
@@ -261,10 +265,8 @@ def head(store: Store) -> ChainHead | None:
     db = store.db
     try:
         rows = {
-            code: (last, bytes(h), n, ts)
-            for code, last, h, n, ts in db.execute(
-                "SELECT tbl, last_id, h, rows, sealed_ts FROM evidence_heads"
-            )
+            r["tbl"]: (r["last_id"], bytes(r["h"]), r["rows"], r["sealed_ts"])
+            for r in fetch_all(db, "SELECT tbl, last_id, h, rows, sealed_ts FROM evidence_heads")
         }
     except sqlite3.OperationalError:
         return None
@@ -324,31 +326,41 @@ def _rows(
     db: sqlite3.Connection, t: ChainTable, lo: int, hi: int | None
 ) -> Iterator[tuple[int, bytes, bytes | None]]:
     sql = (
-        f"SELECT t.id, {_sql_json(t)}, e.h FROM {t.source()} "
+        f"SELECT t.id AS id, {_sql_json(t)} AS canonical, e.h AS h FROM {t.source()} "
         f"LEFT JOIN evidence e ON e.tbl = {t.code} AND e.id = t.id WHERE t.id >= ?"
         + (" AND t.id <= ?" if hi is not None else "")
         + " ORDER BY t.id"
     )
     cur = db.execute(sql, (lo,) if hi is None else (lo, hi))
+    i_id, i_text, i_h = positions(cur, "id", "canonical", "h")
     while True:
         chunk = cur.fetchmany(4096)
         if not chunk:
             return
-        for rid, text, h in chunk:
-            yield rid, text.encode("utf-8"), h
+        for row in chunk:
+            yield row[i_id], row[i_text].encode("utf-8"), row[i_h]
 
 
 def _python_bytes(db: sqlite3.Connection, t: ChainTable, rid: int) -> bytes | None:
-    row = db.execute(_select(t, "WHERE t.id = ?"), (rid,)).fetchone()
+    row = fetch_one(db, _select(t, "WHERE t.id = ?"), (rid,))
     return None if row is None else canonical(row)
 
 
-def _checkpoints(db: sqlite3.Connection, table: str) -> list[tuple[int, int, int, int, str]]:
-    return list(
-        db.execute(
-            "SELECT id, first_id, last_id, n, h FROM evidence_checkpoints WHERE tbl=? ORDER BY id", (table,)
-        )
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    id: int
+    first_id: int
+    last_id: int
+    n: int
+    h: str
+    """hex"""
+
+
+def _checkpoints(db: sqlite3.Connection, table: str) -> list[Checkpoint]:
+    rows = fetch_all(
+        db, "SELECT id, first_id, last_id, n, h FROM evidence_checkpoints WHERE tbl=? ORDER BY id", (table,)
     )
+    return [Checkpoint(r["id"], r["first_id"], r["last_id"], r["n"], r["h"]) for r in rows]
 
 
 def _id_range(
@@ -356,13 +368,14 @@ def _id_range(
 ) -> tuple[int, int | None] | None:
     if start_ms is None and end_ms is None:
         return (0, None)
-    row = db.execute(
-        f"SELECT min(id), max(id) FROM {t.name} WHERE {t.ts} >= ? AND {t.ts} < ?",
+    row = fetch_one(
+        db,
+        f"SELECT min(id) AS lo, max(id) AS hi FROM {t.name} WHERE {t.ts} >= ? AND {t.ts} < ?",
         (start_ms if start_ms is not None else -(2**62), end_ms if end_ms is not None else 2**62),
-    ).fetchone()
-    if row is None or row[0] is None:
+    )
+    if row is None or row["lo"] is None:
         return None
-    return int(row[0]), int(row[1])
+    return int(row["lo"]), int(row["hi"])
 
 
 def _verify_table(
@@ -377,7 +390,8 @@ def _verify_table(
     cps = _checkpoints(db, t.name) if t is not CHECKPOINTS else []
     rep.checkpoints = len(cps)
     prev, expect = genesis(t.name), 1
-    for cp_id, first, last, n, h in cps:
+    for cp in cps:
+        cp_id, first, last, n = cp.id, cp.first_id, cp.last_id, cp.n
         if first != expect:
             kind, what = (
                 ("deleted", f"rows {expect}..{first - 1} missing before it")
@@ -398,8 +412,8 @@ def _verify_table(
             )
             return rep
         rep.pruned += n
-        prev, expect = bytes.fromhex(h), last + 1
-    present_before = db.execute(f"SELECT min(id) FROM {t.name} WHERE id < ?", (expect,)).fetchone()[0]
+        prev, expect = bytes.fromhex(cp.h), last + 1
+    present_before = scalar(db, f"SELECT min(id) FROM {t.name} WHERE id < ?", (expect,))
     if present_before is not None:
         rep.problem = Problem(t.name, present_before, "inserted", "row inside a pruned (checkpointed) range")
         return rep
@@ -409,20 +423,16 @@ def _verify_table(
     lo, hi = rng
     if lo > expect:
         # A period in the middle: start from the stored link of the row before it.
-        before = db.execute("SELECT h FROM evidence WHERE tbl=? AND id=?", (t.code, lo - 1)).fetchone()
+        before = scalar(db, "SELECT h FROM evidence WHERE tbl=? AND id=?", (t.code, lo - 1))
         if before is None:
-            exists = db.execute(f"SELECT 1 FROM {t.name} WHERE id=?", (lo - 1,)).fetchone()
+            exists = fetch_one(db, f"SELECT 1 FROM {t.name} WHERE id=?", (lo - 1,))
             rep.problem = Problem(
                 t.name, lo - 1, "inserted" if exists else "deleted",
                 "row has no link" if exists else "row before the period is missing",
             )  # fmt: skip
             return rep
-        prev, expect = bytes(before[0]), lo
-    total = (
-        (hi if hi is not None else (db.execute(f"SELECT max(id) FROM {t.name}").fetchone()[0] or 0))
-        - expect
-        + 1
-    )
+        prev, expect = bytes(before), lo
+    total = (hi if hi is not None else (scalar(db, f"SELECT max(id) FROM {t.name}") or 0)) - expect + 1
 
     def lazy(rid: int, p: bytes, h: bytes) -> bool:
         data = _python_bytes(db, t, rid)
@@ -439,7 +449,7 @@ def _verify_table(
     if w.problem is not None:
         rep.problem = w.problem
         return rep
-    head = db.execute("SELECT last_id, h, sealed_ts FROM evidence_heads WHERE tbl=?", (t.code,)).fetchone()
+    head = fetch_one(db, "SELECT last_id, h, sealed_ts FROM evidence_heads WHERE tbl=?", (t.code,))
     if hi is None and head is not None:
         rep.problem = _check_tail(db, t, w, head, expect - 1)
     return rep
@@ -449,11 +459,10 @@ SEAL_SLACK_MS = 600_000
 """A row written after the last seal is dated at most this much before it (a probe's run)."""
 
 
-def _check_tail(
-    db: sqlite3.Connection, t: ChainTable, w: Walk, head: tuple[int, bytes, int], before: int
-) -> Problem | None:
-    """The end of a chain: nothing sealed may be missing, nothing unsealed may be old."""
-    last_id, h, sealed_ts = head
+def _check_tail(db: sqlite3.Connection, t: ChainTable, w: Walk, head: Row, before: int) -> Problem | None:
+    """The end of a chain (`head`: its evidence_heads row): nothing sealed may be missing,
+    nothing unsealed may be old."""
+    last_id, h, sealed_ts = head["last_id"], head["h"], head["sealed_ts"]
     ended = w.last_id if w.last_id is not None else before
     sealed_end = ended - len(w.unsealed_ids)
     if sealed_end < last_id:
@@ -470,10 +479,11 @@ def _check_tail(
             return Problem(
                 t.name, w.unsealed_ids[0], "inserted", "row has no link but the chain was sealed past it"
             )
-        old = db.execute(
+        old = scalar(
+            db,
             f"SELECT min(id) FROM {t.name} WHERE id >= ? AND {t.ts} < ?",
             (w.unsealed_ids[0], sealed_ts - SEAL_SLACK_MS),
-        ).fetchone()[0]
+        )
         if old is not None:
             return Problem(
                 t.name, old, "inserted", "row has no link and is dated before the chain was last sealed"
@@ -483,74 +493,81 @@ def _check_tail(
 
 def _consistency(db: sqlite3.Connection) -> Problem | None:
     """The tables availability reads must say what their append-only logs say."""
-    row = db.execute(
+    rid = scalar(
+        db,
         "SELECT i.id FROM intervals i LEFT JOIN interval_log o ON o.interval_id = i.id AND o.event = 'open' "
         "WHERE o.id IS NULL OR o.check_id IS NOT i.check_id OR o.state IS NOT i.state "
         "OR o.ts IS NOT i.start_ts OR o.summary IS NOT i.summary OR o.maintenance IS NOT i.maintenance "
         "OR o.run_id IS NOT i.run_id "
-        "ORDER BY i.id LIMIT 1"
-    ).fetchone()
-    if row is not None:
-        logged = db.execute(
-            "SELECT 1 FROM interval_log WHERE interval_id=? AND event='open'", (row[0],)
-        ).fetchone()
+        "ORDER BY i.id LIMIT 1",
+    )
+    if rid is not None:
+        logged = fetch_one(db, "SELECT 1 FROM interval_log WHERE interval_id=? AND event='open'", (rid,))
         return Problem(
-            "intervals", row[0], "edited" if logged else "inserted",
+            "intervals", rid, "edited" if logged else "inserted",
             "differs from its interval_log entry" if logged
             else "no interval_log entry (row added outside the agent)",
         )  # fmt: skip
-    row = db.execute(
+    rid = scalar(
+        db,
         "SELECT i.id FROM intervals i LEFT JOIN interval_log o ON o.interval_id = i.id AND o.event = 'close' "
-        "WHERE o.ts IS NOT i.end_ts ORDER BY i.id LIMIT 1"
-    ).fetchone()
-    if row is not None:
-        return Problem("intervals", row[0], "edited", "end time differs from its interval_log close entry")
-    row = db.execute(
+        "WHERE o.ts IS NOT i.end_ts ORDER BY i.id LIMIT 1",
+    )
+    if rid is not None:
+        return Problem("intervals", rid, "edited", "end time differs from its interval_log close entry")
+    rid = scalar(
+        db,
         "SELECT o.interval_id FROM interval_log o LEFT JOIN intervals i ON i.id = o.interval_id "
-        "WHERE o.event = 'open' AND i.id IS NULL ORDER BY o.id LIMIT 1"
-    ).fetchone()
-    if row is not None:
-        return Problem("intervals", row[0], "deleted", "logged in interval_log but missing from intervals")
-    row = db.execute(
+        "WHERE o.event = 'open' AND i.id IS NULL ORDER BY o.id LIMIT 1",
+    )
+    if rid is not None:
+        return Problem("intervals", rid, "deleted", "logged in interval_log but missing from intervals")
+    rid = scalar(
+        db,
         "SELECT r.id FROM agent_runs r LEFT JOIN run_log s ON s.run_id = r.id AND s.event = 'start' "
         "LEFT JOIN run_log e ON e.run_id = r.id AND e.event IN ('stop', 'closed') "
         "WHERE s.id IS NULL OR s.ts IS NOT r.started_ts OR s.pid IS NOT r.pid OR s.host IS NOT r.host "
         "OR s.version IS NOT r.version OR e.ts IS NOT r.stopped_ts "
         "OR (e.event = 'stop') IS NOT (CASE WHEN r.stopped_ts IS NULL THEN NULL ELSE r.clean = 1 END) "
-        "ORDER BY r.id LIMIT 1"
-    ).fetchone()
-    if row is not None:
-        return Problem("agent_runs", row[0], "edited", "differs from its run_log entries")
-    row = db.execute(
+        "ORDER BY r.id LIMIT 1",
+    )
+    if rid is not None:
+        return Problem("agent_runs", rid, "edited", "differs from its run_log entries")
+    rid = scalar(
+        db,
         "SELECT s.run_id FROM run_log s LEFT JOIN agent_runs r ON r.id = s.run_id "
-        "WHERE s.event = 'start' AND r.id IS NULL ORDER BY s.id LIMIT 1"
-    ).fetchone()
-    if row is not None:
-        return Problem("agent_runs", row[0], "deleted", "logged in run_log but missing from agent_runs")
+        "WHERE s.event = 'start' AND r.id IS NULL ORDER BY s.id LIMIT 1",
+    )
+    if rid is not None:
+        return Problem("agent_runs", rid, "deleted", "logged in run_log but missing from agent_runs")
     return None
 
 
 def _ledger_consistency(
-    db: sqlite3.Connection, table: str, log: str, record_col: str, fields: Callable[[tuple[Any, ...]], Any],
+    db: sqlite3.Connection, table: str, log: str, record_col: str, fields: Callable[[Row], Any],
     logged_fields: Callable[[Any], Any], columns: str,
 ) -> Problem | None:  # fmt: skip
     """A ledger table (exclusions, maintenance) must hold exactly the records its chained,
     append-only log leaves active: availability reads the table, so a row slipped into it
-    (or edited there) would change the figure without touching the chain."""
+    (or edited there) would change the figure without touching the chain.
+
+    `fields` reads the compared `columns` of a table row, `logged_fields` the same values
+    from the record the log added."""
     active: dict[str, tuple[int, Any]] = {}
-    logged_rows = db.execute(f"SELECT id, action, name, {record_col} FROM {log} ORDER BY id")
-    for lid, action, name, record in logged_rows:
-        if action == "add":
-            active[name] = (lid, json.loads(record))
-        elif action == "remove":
-            active.pop(name, None)
-    for row in db.execute(f"SELECT id, name, {columns} FROM {table} WHERE removed_ts IS NULL ORDER BY id"):
-        logged = active.pop(row[1], None)
+    for entry in scan(db, f"SELECT id, action, name, {record_col} AS record FROM {log} ORDER BY id"):
+        if entry["action"] == "add":
+            active[entry["name"]] = (entry["id"], json.loads(entry["record"]))
+        elif entry["action"] == "remove":
+            active.pop(entry["name"], None)
+    for row in scan(db, f"SELECT id, name, {columns} FROM {table} WHERE removed_ts IS NULL ORDER BY id"):
+        name = row["name"]
+        logged = active.pop(name, None)
         if logged is None:
-            return Problem(table, row[0], "inserted", f"{row[1]!r} is active but {log} never added it")
-        if fields(row[2:]) != logged_fields(logged[1]):
-            detail = f"{row[1]!r} differs from its {log} entry (row {logged[0]})"
-            return Problem(table, row[0], "edited", detail)
+            return Problem(table, row["id"], "inserted", f"{name!r} is active but {log} never added it")
+        log_id, record = logged
+        if fields(row) != logged_fields(record):
+            detail = f"{name!r} differs from its {log} entry (row {log_id})"
+            return Problem(table, row["id"], "edited", detail)
     for name, (lid, _rec) in active.items():
         detail = f"{name!r} is active in {log} (row {lid}) but missing or removed"
         return Problem(table, None, "deleted", detail)
@@ -560,13 +577,13 @@ def _ledger_consistency(
 def _ledgers(db: sqlite3.Connection) -> Problem | None:
     return _ledger_consistency(
         db, "exclusions", "exclusions_log", "record",
-        lambda r: (r[0], r[1], json.loads(r[2]), r[3], r[4]),
+        lambda r: (r["start_ts"], r["end_ts"], json.loads(r["systems"]), r["reason"], r["approved_by"]),
         lambda rec: (rec.get("start_ms"), rec.get("end_ms"), rec.get("systems"), rec.get("reason"),
                      rec.get("approved_by")),
         "start_ts, end_ts, systems, reason, approved_by",
     ) or _ledger_consistency(
         db, "maintenance", "maintenance_log", "spec",
-        lambda r: json.loads(r[0]),
+        lambda r: json.loads(r["spec"]),
         lambda rec: rec,
         "spec",
     )  # fmt: skip

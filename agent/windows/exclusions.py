@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from agent.store import windows as stored
 from agent.store.db import Store
 
 if TYPE_CHECKING:
@@ -78,52 +79,50 @@ def to_ms(dt: datetime, tz: ZoneInfo) -> int:
     return int(aware.astimezone(UTC).timestamp() * 1000)
 
 
-def _log(store: Store, ts: int, actor: str, action: str, name: str, record: str) -> None:
-    store.db.execute(
-        "INSERT INTO exclusions_log(ts, actor, action, name, record) VALUES(?,?,?,?,?)",
-        (ts, actor, action, name, record),
+def unrecorded(rec: ForceMajeure, tz: ZoneInfo, now_ms: int) -> StoredExclusion:
+    """A record of the configuration the daemon has not mirrored into the ledger yet (it does
+    when it starts): it counts already, marked as not yet recorded."""
+    start_ms, end_ms = to_ms(rec.start, tz), to_ms(rec.end, tz)
+    return StoredExclusion(
+        id=0,
+        record=Record(
+            name=rec.name,
+            start=datetime.fromtimestamp(start_ms / 1000, UTC),
+            end=datetime.fromtimestamp(end_ms / 1000, UTC),
+            systems=tuple(rec.systems),
+            reason=rec.reason,
+            approved_by=rec.approved_by,
+        ),
+        start_ms=start_ms,
+        end_ms=end_ms,
+        source="config",
+        created_ts=now_ms,
+        created_by="config (not yet recorded)",
+        removed_ts=None,
+        removed_by=None,
+        removed_reason=None,
     )
 
 
 def _insert(store: Store, rec: ForceMajeure, tz: ZoneInfo, by: str, now_ms: int, source: str) -> int:
-    if store.db.execute(
-        "SELECT 1 FROM exclusions WHERE name=? AND removed_ts IS NULL", (rec.name,)
-    ).fetchone():
+    """Record and log one exclusion; inside the caller's transaction."""
+    if stored.active_exclusion(store.db, rec.name) is not None:
         raise ExclusionError(f"an exclusion named {rec.name!r} exists already")
-    start_ms, end_ms = to_ms(rec.start, tz), to_ms(rec.end, tz)
-    # The log entry carries the exact instants the table holds, so `sentinel verify` can
-    # check the table against the chained log without knowing the site's time zone.
-    text = json.dumps(
-        {
-            "name": rec.name,
-            "start_ms": start_ms,
-            "end_ms": end_ms,
-            "systems": list(rec.systems),
-            "reason": rec.reason,
-            "approved_by": rec.approved_by,
-            "start_local": rec.start.isoformat(),
-            "end_local": rec.end.isoformat(),
-        },
-        ensure_ascii=False,
+    return stored.add_exclusion(
+        store.db,
+        name=rec.name,
+        kind="force_majeure",
+        start_ms=to_ms(rec.start, tz),
+        end_ms=to_ms(rec.end, tz),
+        systems=rec.systems,
+        reason=rec.reason,
+        approved_by=rec.approved_by,
+        start_local=rec.start.isoformat(),
+        end_local=rec.end.isoformat(),
+        source=source,
+        ts=now_ms,
+        by=by,
     )
-    cur = store.db.execute(
-        "INSERT INTO exclusions(name, kind, start_ts, end_ts, systems, reason, approved_by, source, "
-        "created_ts, created_by) VALUES(?,?,?,?,?,?,?,?,?,?)",
-        (
-            rec.name,
-            "force_majeure",
-            start_ms,
-            end_ms,
-            json.dumps(list(rec.systems), ensure_ascii=False),
-            rec.reason,
-            rec.approved_by,
-            source,
-            now_ms,
-            by,
-        ),
-    )
-    _log(store, now_ms, by, "add", rec.name, text)
-    return int(cur.lastrowid or 0)
 
 
 def add(store: Store, rec: ForceMajeure, tz: ZoneInfo, by: str, now_ms: int) -> int:
@@ -135,32 +134,40 @@ def remove(store: Store, name: str, by: str, why: str, now_ms: int) -> None:
     if not why.strip():
         raise ExclusionError("say why the exclusion is withdrawn (--reason): it stays in the ledger")
     with store.tx() as db:
-        row = db.execute(
-            "SELECT id, source FROM exclusions WHERE name=? AND removed_ts IS NULL", (name,)
-        ).fetchone()
+        row = stored.active_exclusion(db, name)
         if row is None:
             raise ExclusionError(f"no active exclusion named {name!r}")
-        if row[1] == "config":
+        if row["source"] == "config":
             raise ExclusionError(f"{name!r} comes from the configuration file: remove it there")
-        db.execute(
-            "UPDATE exclusions SET removed_ts=?, removed_by=?, removed_reason=? WHERE id=?",
-            (now_ms, by, why, row[0]),
-        )
-        _log(store, now_ms, by, "remove", name, json.dumps({"reason": why}, ensure_ascii=False))
+        logged = json.dumps({"reason": why}, ensure_ascii=False)
+        stored.remove_exclusion(db, row["id"], name, now_ms, by, why, logged)
 
 
 def list_all(store: Store, include_removed: bool = False) -> list[StoredExclusion]:
-    where = "" if include_removed else "WHERE removed_ts IS NULL"
-    rows = store.db.execute(
-        "SELECT id, name, start_ts, end_ts, systems, reason, approved_by, source, created_ts, created_by, "
-        f"removed_ts, removed_by, removed_reason FROM exclusions {where} ORDER BY start_ts, id"
-    ).fetchall()
     out = []
-    for r in rows:
-        start = datetime.fromtimestamp(r[2] / 1000, UTC)
-        end = datetime.fromtimestamp(r[3] / 1000, UTC)
-        rec = Record(r[1], start, end, tuple(json.loads(r[4])), r[5], r[6])
-        out.append(StoredExclusion(r[0], rec, r[2], r[3], r[7], r[8], r[9], r[10], r[11], r[12]))
+    for r in stored.exclusions(store.db, include_removed):
+        rec = Record(
+            name=r["name"],
+            start=datetime.fromtimestamp(r["start_ts"] / 1000, UTC),
+            end=datetime.fromtimestamp(r["end_ts"] / 1000, UTC),
+            systems=tuple(json.loads(r["systems"])),
+            reason=r["reason"],
+            approved_by=r["approved_by"],
+        )
+        out.append(
+            StoredExclusion(
+                id=r["id"],
+                record=rec,
+                start_ms=r["start_ts"],
+                end_ms=r["end_ts"],
+                source=r["source"],
+                created_ts=r["created_ts"],
+                created_by=r["created_by"],
+                removed_ts=r["removed_ts"],
+                removed_by=r["removed_by"],
+                removed_reason=r["removed_reason"],
+            )
+        )
     return out
 
 
@@ -182,14 +189,17 @@ def sync_config(store: Store, records: tuple[ForceMajeure, ...], tz: ZoneInfo, n
         for name, old in current.items():
             new = wanted.get(name)
             if new is None or not same(old, new):
-                db.execute(
-                    "UPDATE exclusions SET removed_ts=?, removed_by='config', "
-                    "removed_reason='changed or removed in the configuration' WHERE id=?",
-                    (now_ms, old.id),
+                stored.remove_exclusion(
+                    db,
+                    old.id,
+                    name,
+                    now_ms,
+                    "config",
+                    "changed or removed in the configuration",
+                    old.record.model_dump_json(),
                 )
-                _log(store, now_ms, "config", "remove", name, old.record.model_dump_json())
         for name, rec in wanted.items():
-            old = current.get(name)
-            if old is not None and same(old, rec):
+            kept = current.get(name)
+            if kept is not None and same(kept, rec):
                 continue
             _insert(store, rec, tz, "config", now_ms, "config")

@@ -13,14 +13,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from probes.base import History, Metric, Status
 from probes.schedule import Expectation
-
-if TYPE_CHECKING:
-    # Type only: the settings module imports this one for its item tables.
-    from probes.db.settings import BackupExpectation
 from probes.thresholds import Threshold
 from probes.trend import days_until_full, growth_per_day
 
@@ -467,8 +463,22 @@ BACKUP_TYPE_ZH = {
 }
 
 
+class BackupRule(Protocol):
+    """What judge_backups reads of a configured expectation (probes.db.settings.BackupExpectation;
+    named by its fields here, since the settings module imports this one for its item tables)."""
+
+    @property
+    def database(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def schedule(self) -> Expectation: ...
+    @property
+    def grace(self) -> float: ...
+
+
 def judge_backups(
-    expectations: Sequence[BackupExpectation],
+    expectations: Sequence[BackupRule],
     seen: Iterable[BackupSeen],
     databases: Sequence[str],
     ictx: ItemContext,

@@ -9,7 +9,28 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.availability.compute import AVAILABLE, CATEGORIES, EXCLUDED, FORCE_MAJEURE, MAINTENANCE, UNAVAILABLE, UNKNOWN, Exclusion, Figures, Outage, Segment, Span, agent_gaps, apply_exclusions, check_timeline, compose, figures, planned_spans, spans_from_intervals, verdict
+from agent.availability.compute import (
+    AVAILABLE,
+    CATEGORIES,
+    EXCLUDED,
+    FORCE_MAJEURE,
+    MAINTENANCE,
+    UNAVAILABLE,
+    UNKNOWN,
+    Exclusion,
+    Figures,
+    Outage,
+    Segment,
+    Span,
+    agent_gaps,
+    apply_exclusions,
+    check_timeline,
+    compose,
+    figures,
+    planned_spans,
+    spans_from_intervals,
+    verdict,
+)
 from agent.config.schema import Schedule
 from agent.store.db import Interval
 from probes.base import Status

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,9 @@ import pytest
 
 from agent.faults import records as F
 from agent.state.machine import CheckState
+from agent.store import faults as stored
 from agent.store.db import Store
+from agent.store.rows import fetch_all
 from probes.base import CheckResult, Status
 from tests.conftest import FakeClock
 
@@ -101,6 +104,21 @@ def test_confirmed_failure_opens_one_fault_from_the_first_failing_sample(tmp_pat
     assert "HIS 不可用" in fault.impact and fault.description == "web: HTTP 500"
     assert fault.number == "GZ-20261118-001"
     assert rig.outbox() == [("opened", "GZ-20261118-001:opened:")]
+
+
+def test_a_fault_is_read_by_column_name_not_by_position(tmp_path: Path) -> None:
+    rig = Rig(tmp_path / "s.db")
+    rig.feed("web", Status.CRIT, confirmations=1)
+    F.acknowledge(rig.store, "GZ-20261118-001", "李工", int(rig.clock() * 1000) + 3_600_000)
+    (fault,) = rig.faults()
+    assert fault.acked_by == "李工" and fault.response_overdue is True and fault.flapping is False
+    # Every column of the table is a field of Fault and read by its name: the same row with
+    # its columns in the opposite order gives the same fault.
+    columns = [r["name"] for r in fetch_all(rig.store.db, "PRAGMA table_info(faults)")]
+    assert set(columns) == set(stored.FAULT_COLUMNS) == {f.name for f in fields(F.Fault)} - {"checks"}
+    row = stored.fault(rig.store.db, fault.id)
+    assert row is not None
+    assert F.Fault.from_row(dict(reversed(list(row.items())))) == fault
 
 
 def test_checks_of_one_system_join_one_fault_other_systems_get_their_own(tmp_path: Path) -> None:
@@ -232,9 +250,9 @@ def test_restart_in_the_middle_of_a_fault_repeats_nothing(tmp_path: Path) -> Non
 
 def _level3_fault_at(tmp_path: Path, local: str) -> F.Fault:
     """A 三级 fault (non-critical check) opened at a local Shanghai time, real China calendar."""
+    from agent.clock.workcal import WorkCalendar
     from agent.config.schema import parse
     from agent.runtime.daemon import policy_from_config
-    from agent.clock.workcal import WorkCalendar
 
     cfg = parse("site: {name: x}")
     start = datetime.fromisoformat(local).replace(tzinfo=TZ)

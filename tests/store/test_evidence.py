@@ -13,15 +13,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agent.store import evidence as E
-from agent.windows import exclusions as X
-from agent.faults import records as F
-from agent.windows import ledger as maintdb
 from agent.config.schema import ForceMajeure
-from agent.store.verify_standalone import canonical, genesis, link
 from agent.config.windows import WindowSpec
+from agent.faults import records as F
 from agent.state.machine import CheckState
+from agent.store import evidence as E
 from agent.store.db import Store
+from agent.store.verify_standalone import canonical, genesis, link
+from agent.windows import exclusions as X
+from agent.windows import ledger as maintdb
 from probes.base import CheckResult, Metric, Status
 from tests.conftest import FakeClock
 

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from agent.config.windows import WindowSpec
 from agent.windows import maintenance as m
 from agent.windows.maintenance import MaintenanceSchedule, TooManyOccurrences, Window, occurrences
-from agent.config.windows import WindowSpec
 
 SH = ZoneInfo("Asia/Shanghai")
 BERLIN = ZoneInfo("Europe/Berlin")

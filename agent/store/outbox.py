@@ -1,0 +1,111 @@
+"""The notification outbox in the store: the `outbox` and `outbox_attempts` tables.
+
+Plain reads and writes on a connection; the caller owns the transaction. Fault events queue
+their notices in the fault's own transaction (agent.faults.records), the dispatcher records
+each attempt and its outcome in one (agent.notify.outbox).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from agent.store.rows import Row, fetch_all
+
+
+@dataclass(frozen=True, slots=True)
+class DueMessage:
+    id: int
+    channel: str
+    message: str
+    """JSON"""
+    attempts: int
+
+
+def enqueue(
+    db: sqlite3.Connection,
+    *,
+    created_ts: int,
+    dedup_key: str,
+    channel: str,
+    event: str,
+    fault_id: int | None,
+    message: str,
+    next_attempt_ts: int,
+) -> bool:
+    """Queue a message; False when one with this dedup key exists already (nothing written)."""
+    cur = db.execute(
+        "INSERT OR IGNORE INTO outbox(created_ts, dedup_key, channel, event, fault_id, message, "
+        "next_attempt_ts) VALUES(?,?,?,?,?,?,?)",
+        (created_ts, dedup_key, channel, event, fault_id, message, next_attempt_ts),
+    )
+    return cur.rowcount > 0
+
+
+def withdraw_pending(db: sqlite3.Connection, fault_id: int, event: str) -> int:
+    """Withdraw the fault's unsent messages of this event; returns how many."""
+    return db.execute(
+        "UPDATE outbox SET status='withdrawn' WHERE fault_id=? AND event=? AND status='pending'",
+        (fault_id, event),
+    ).rowcount
+
+
+def due(db: sqlite3.Connection, now_ms: int, limit: int) -> list[DueMessage]:
+    """Pending messages whose next attempt is due, the longest waiting first."""
+    rows = fetch_all(
+        db,
+        "SELECT id, channel, message, attempts FROM outbox WHERE status='pending' AND next_attempt_ts<=? "
+        "ORDER BY next_attempt_ts, id LIMIT ?",
+        (now_ms, limit),
+    )
+    return [DueMessage(r["id"], r["channel"], r["message"], r["attempts"]) for r in rows]
+
+
+def record_attempt(db: sqlite3.Connection, outbox_id: int, ts: int, ok: bool, detail: str) -> None:
+    db.execute(
+        "INSERT INTO outbox_attempts(outbox_id, ts, ok, detail) VALUES(?,?,?,?)",
+        (outbox_id, ts, int(ok), detail),
+    )
+
+
+def mark_delivered(db: sqlite3.Connection, outbox_id: int, attempts: int, ts: int, receipt: str) -> None:
+    db.execute(
+        "UPDATE outbox SET status='delivered', attempts=?, delivered_ts=?, receipt=?, last_error=NULL "
+        "WHERE id=?",
+        (attempts, ts, receipt, outbox_id),
+    )
+
+
+def schedule_retry(
+    db: sqlite3.Connection, outbox_id: int, attempts: int, next_attempt_ts: int, error: str
+) -> None:
+    db.execute(
+        "UPDATE outbox SET attempts=?, next_attempt_ts=?, last_error=? WHERE id=?",
+        (attempts, next_attempt_ts, error, outbox_id),
+    )
+
+
+def mark_failed(db: sqlite3.Connection, outbox_id: int, attempts: int, error: str) -> None:
+    db.execute(
+        "UPDATE outbox SET status='failed', attempts=?, last_error=? WHERE id=?", (attempts, error, outbox_id)
+    )
+
+
+def requeue_failed(db: sqlite3.Connection, now_ms: int) -> int:
+    """Put every permanently failed message back in the queue, due now; returns how many."""
+    return db.execute(
+        "UPDATE outbox SET status='pending', next_attempt_ts=? WHERE status='failed'", (now_ms,)
+    ).rowcount
+
+
+def listing(db: sqlite3.Connection, failed_only: bool = False, limit: int = 200) -> list[Row]:
+    """The newest messages first (failed or retried ones only, when asked): id, created_ts,
+    channel, event, fault_id, status, attempts, next_attempt_ts, last_error, delivered_ts,
+    dedup_key, message."""
+    where = "WHERE status != 'delivered' AND (status = 'failed' OR attempts > 0)" if failed_only else ""
+    return fetch_all(
+        db,
+        "SELECT id, created_ts, channel, event, fault_id, status, attempts, next_attempt_ts, last_error, "
+        f"delivered_ts, dedup_key, message FROM outbox {where} ORDER BY id DESC LIMIT ?",
+        (limit,),
+    )
