@@ -33,8 +33,8 @@ from zoneinfo import ZoneInfo
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from agent.store import evidence as E  # noqa: E402
 from agent.state.machine import Change, CheckState  # noqa: E402
+from agent.store import evidence as E  # noqa: E402
 from agent.store.db import Store  # noqa: E402
 from probes.base import CheckResult, Metric, Status  # noqa: E402
 

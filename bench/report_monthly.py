@@ -242,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reseed", action="store_true")
     ap.add_argument("--limit", type=float, default=10.0, help="seconds allowed for HTML + PDF (default 10)")
     args = ap.parse_args(argv)
-    from agent.config.schema import parse
     from agent.clock.periods import parse_period
+    from agent.config.schema import parse
     from agent.reports.archive import publish
     from agent.reports.periodic import build_periodic
     from agent.store.db import Store

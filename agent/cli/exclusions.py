@@ -152,7 +152,9 @@ def run(config: Config, args: argparse.Namespace) -> int:
             ],
         )
         if args.all:
-            print_change_log(store, "exclusions_log", lambda ts: fmt_time(ts, tz))
+            from agent.store.windows import exclusion_log
+
+            print_change_log(exclusion_log(store.db), lambda ts: fmt_time(ts, tz))
         return 0
     except exclusions.ExclusionError as exc:
         print(f"sentinel: {exc}", file=sys.stderr)

@@ -206,6 +206,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
             )
             return 0
         if action == "close":
+            from agent.faults.notices import enqueue_closed
+
             fault = F.close(store, key, actor(args), now)
             enqueue_closed(config, store, fault, now)
             if args.json:
@@ -277,18 +279,3 @@ def _overdue_line(config: Config, store: Store) -> None:
             text += " 已达重大违约上限"
         parts.append(text)
     print(f"{year} 年超时故障：" + ("，".join(parts) if parts else "无"))
-
-
-def enqueue_closed(config: Config, store: Store, fault: Fault, now: int) -> None:
-    """The close notice goes through the outbox like every other: the daemon delivers it."""
-    if not config.notifications.routes or fault.maintenance is not None:
-        return
-    from agent.faults.notices import AlertPlanner
-
-    with store.tx() as db:
-        for channel, key, payload in AlertPlanner(config)("closed", fault, {}):
-            db.execute(
-                "INSERT OR IGNORE INTO outbox(created_ts, dedup_key, channel, event, fault_id, message, "
-                "next_attempt_ts) VALUES(?,?,?,?,?,?,?)",
-                (now, key, channel, "closed", fault.id, payload, now),
-            )

@@ -143,7 +143,9 @@ def run(config: Config, args: argparse.Namespace) -> int:
             ],
         )
         if args.all:
-            print_change_log(store, "maintenance_log", lambda ts: fmt_time(ts, tz))
+            from agent.store.windows import window_log
+
+            print_change_log(window_log(store.db), lambda ts: fmt_time(ts, tz))
         return 0
     except WindowError as exc:
         print(f"sentinel: {exc}", file=sys.stderr)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from agent.config.schema import Config
     from agent.store.db import Store
+    from agent.store.rows import Row
     from probes.base import CheckResult
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -151,22 +152,11 @@ def validation_problems(exc: ValidationError, what: str) -> list[dict[str, str]]
     ]
 
 
-def change_log(store: Store, log_table: str) -> list[tuple[int, str, str, str]]:
-    """The append-only change log of a ledger (maintenance_log, exclusions_log), oldest first."""
-    if log_table not in ("maintenance_log", "exclusions_log"):
-        raise ValueError(f"not a ledger log: {log_table}")
-    return [
-        (int(ts), str(actor), str(action), str(name))
-        for ts, actor, action, name in store.db.execute(
-            f"SELECT ts, actor, action, name FROM {log_table} ORDER BY id"
-        )
-    ]
-
-
-def print_change_log(store: Store, log_table: str, when: Callable[[int], str]) -> None:
+def print_change_log(entries: Sequence[Row], when: Callable[[int], str]) -> None:
+    """A ledger's append-only change log (agent.store.windows.window_log / exclusion_log)."""
     print("\nchange log:")
-    for ts, actor, act, name in change_log(store, log_table):
-        print(f"  {when(ts)}  {actor}  {act}  {name}")
+    for e in entries:
+        print(f"  {when(e['ts'])}  {e['actor']}  {e['action']}  {e['name']}")
 
 
 def result_json(name: str, r: CheckResult | None, tz: tzinfo) -> dict[str, Any]:

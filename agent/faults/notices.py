@@ -13,6 +13,8 @@ from typing import Any
 from agent.config.schema import Config
 from agent.faults.records import LEVEL_NAMES, Fault
 from agent.notify.outbox import SendError
+from agent.store import outbox
+from agent.store.db import Store
 
 SUBJECT_TAGS = {
     "opened": "故障",
@@ -144,6 +146,28 @@ class AlertPlanner:
             headers = {**dict(message.headers), "Message-ID": msg_id}
             out.append((ch, key, message_to_json(replace(message, headers=headers))))
         return out
+
+
+def enqueue_closed(config: Config, store: Store, fault: Fault, now_ms: int) -> None:
+    """Queue the notice of a fault a person closed (`sentinel faults close`).
+
+    It goes through the outbox like every other notice, so the agent's dispatcher delivers it
+    (and retries it); closing happens outside the FaultManager, so it is queued here.
+    """
+    if not config.notifications.routes or fault.maintenance is not None:
+        return
+    with store.tx() as db:
+        for channel, key, payload in AlertPlanner(config)("closed", fault, {}):
+            outbox.enqueue(
+                db,
+                created_ts=now_ms,
+                dedup_key=key,
+                channel=channel,
+                event="closed",
+                fault_id=fault.id,
+                message=payload,
+                next_attempt_ts=now_ms,
+            )
 
 
 def make_sender(channels: Mapping[str, Any]) -> Any:

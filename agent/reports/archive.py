@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.config.schema import Config
 from agent.reports import charts as charts_mod
 from agent.reports.daily import MAX_CHANGE_ROWS, _atomic_write, utc_offset
 from agent.store.db import Store
@@ -75,7 +76,9 @@ def _safe(label: str) -> str:
     return re.sub(r"[^0-9A-Za-z._-]+", "_", label).replace("..", "_to_")
 
 
-def render_html(config: Any, data: Mapping[str, Any], lang: str, images: Mapping[str, bytes] | None) -> str:
+def render_html(
+    config: Config, data: Mapping[str, Any], lang: str, images: Mapping[str, bytes] | None
+) -> str:
     """The report's HTML; `images` (cid -> PNG) embedded as data: URIs, or None for cid: links."""
     tz = config.site.tz
     ctx: dict[str, Any] = {
@@ -95,7 +98,7 @@ def render_html(config: Any, data: Mapping[str, Any], lang: str, images: Mapping
     return render(TEMPLATES[data["kind"]], **ctx)
 
 
-def render_text(config: Any, data: Mapping[str, Any], lang: str) -> str:
+def render_text(config: Config, data: Mapping[str, Any], lang: str) -> str:
     return render("report.txt", d=data, lang=lang, site_tz=config.site.tz, tz_name=data["site"]["timezone"])
 
 
@@ -107,12 +110,12 @@ def _sha(path: Path) -> str:
     return h.hexdigest()
 
 
-def report_dir(config: Any, kind: str, period: str, lang: str) -> Path:
+def report_dir(config: Config, kind: str, period: str, lang: str) -> Path:
     return Path(config.reports.output_dir) / kind / (_safe(period) + ("" if lang == "zh" else f".{lang}"))
 
 
 def publish(
-    config: Any,
+    config: Config,
     data: dict[str, Any],
     *,
     lang: str = "zh",
@@ -205,7 +208,7 @@ def load(directory: Path) -> ArchivedReport:
     return _from_index(directory, ix)
 
 
-def list_archived(config: Any) -> list[ArchivedReport]:
+def list_archived(config: Config) -> list[ArchivedReport]:
     """Every archived report under reports.output_dir, oldest first."""
     root = Path(config.reports.output_dir)
     out = []

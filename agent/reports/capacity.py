@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from agent.config.schema import Config
 from agent.store.db import Store
 
 # Metric families that describe space: (GLOB for the index range, kind).
@@ -39,25 +40,20 @@ def _local_day(ms: int, tz: Any) -> str:
     return datetime.fromtimestamp(ms / 1000, tz).date().isoformat()
 
 
-def trends(config: Any, store: Store, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
+def trends(config: Config, store: Store, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
     tz = config.site.tz
     known = set(store.check_names())
     rows: list[dict[str, Any]] = []
     for c in config.checks:
         if not c.enabled or c.name not in known:
             continue
-        cid = store.check_id(c.name)
         for pattern, kind in _FAMILIES:
             # (name) -> field -> [(hour_ts, value)]
             series: dict[str, dict[str, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))
-            for metric, hour, last in store.db.execute(
-                "SELECT metric, hour_ts, vlast FROM rollups WHERE check_id=? AND metric GLOB ? "
-                "AND hour_ts>=? AND hour_ts<? ORDER BY metric, hour_ts",
-                (cid, pattern, start_ms, end_ms),
-            ):
-                parts = _split(metric, kind)
+            for hv in store.rollup_last_values(c.name, pattern, start_ms, end_ms):
+                parts = _split(hv.metric, kind)
                 if parts is not None:
-                    series[parts[0]][parts[1]].append((int(hour), float(last)))
+                    series[parts[0]][parts[1]].append((hv.hour_ts, hv.value))
             for name, fields in series.items():
                 pct = fields.get("used_pct", [])
                 if not pct:
@@ -112,9 +108,4 @@ def latest_metric(store: Store, check: str, metric: str, start_ms: int, end_ms: 
     """The last hourly value of one metric in the period (cert days left, for instance)."""
     if check not in store.check_names():
         return None
-    row = store.db.execute(
-        "SELECT vlast FROM rollups WHERE check_id=? AND metric=? AND hour_ts>=? AND hour_ts<? "
-        "ORDER BY hour_ts DESC LIMIT 1",
-        (store.check_id(check), metric, start_ms, end_ms),
-    ).fetchone()
-    return None if row is None else float(row[0])
+    return store.latest_rollup(check, metric, start_ms, end_ms)

@@ -58,14 +58,10 @@ def _backups(config: Config, store: Store, start_ms: int, end_ms: int, now_ms: i
             dbsection.is_database(latest.details) or dbsection.is_backup_files(latest.details)
         ):
             continue
-        # Straight from SQL: no metric parsing, and a result whose details repeat the previous
+        # The details JSON as stored: no metric parsing, and a result whose details repeat the previous
         # one's (the same judgement every few minutes) is not parsed again.
         prev_text, details = None, None
-        for ts, text in store.db.execute(
-            "SELECT ts, details FROM results WHERE check_id=? AND ts>=? AND ts<? AND details IS NOT NULL "
-            "ORDER BY ts, id",
-            (store.check_id(c.name), start_ms, until),
-        ):
+        for ts, text in store.result_details(c.name, start_ms, until):
             if text != prev_text:
                 prev_text, details = text, json.loads(text)
             for key, due, met in dbsection.expected_slots(c.name, ts, details):

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from agent.clock.timeutil import day_bounds
+from agent.config.schema import Config
 from agent.reports import avail, common, dbsection, faultstats
 from agent.store.db import AgentRun, CurrentState, Interval, Store, StoredResult
 from agent.text.i18n import WEEKDAYS_ZH
@@ -187,7 +188,7 @@ def _stale_after_ms(cfg: Any) -> int:
 
 
 def _agent_gaps(
-    config: Any, store: Store, runs: Sequence[AgentRun], *, start: int, end: int, now: int
+    config: Config, store: Store, runs: Sequence[AgentRun], *, start: int, end: int, now: int
 ) -> list[tuple[int, int]]:
     gaps = list(store.agent_gaps(start, end, now))
     # agent_gaps() trusts a run without a stop record up to `now`; a run whose heartbeat went
@@ -240,7 +241,7 @@ def _databases(
 
 
 def build_daily(
-    config: Any, store: Store, day: date, now_ms: int | None = None, *, late: bool = False
+    config: Config, store: Store, day: date, now_ms: int | None = None, *, late: bool = False
 ) -> dict[str, Any]:
     """All figures of the daily report for `day` (local calendar day of the site)."""
     tz = config.site.tz
@@ -561,7 +562,7 @@ def utc_offset(tz: Any, ms: int) -> str:
     return f"UTC{off[:3]}:{off[3:]}" if off else "UTC"
 
 
-def render_daily(config: Any, data: Mapping[str, Any], lang: str = "zh", **extra: Any) -> str:
+def render_daily(config: Config, data: Mapping[str, Any], lang: str = "zh", **extra: Any) -> str:
     """HTML of the report in `lang` ("zh" or "en"); labels come from agent.text.i18n."""
     tz = config.site.tz
     return render(
@@ -595,7 +596,7 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def write_daily(
-    config: Any, store: Store, day: date, out: Path | None = None, now_ms: int | None = None
+    config: Config, store: Store, day: date, out: Path | None = None, now_ms: int | None = None
 ) -> Path:
     """Write daily-<day>.html and its data daily-<day>.json; returns the HTML path."""
     data = build_daily(config, store, day, now_ms)

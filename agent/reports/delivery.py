@@ -31,8 +31,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent.config.schema import Config
 from agent.notify.channels import DeliveryError, Message
 from agent.notify.outbox import Sender, SendError
+from agent.store import outbox
 from agent.store.db import Store
 
 if TYPE_CHECKING:
@@ -146,14 +148,14 @@ class ReportPayload:
 # --------------------------------------------------------------------------- configuration
 
 
-def report_channels(config: Any, kind: str) -> list[str]:
+def report_channels(config: Config, kind: str) -> list[str]:
     """Channel names that receive reports of `kind` (`reports.recipients`), in order, once each."""
     recipients = getattr(config.reports, "recipients", None) or {}
     names = recipients.get(kind, ())
     return list(dict.fromkeys(names))
 
 
-def pdf_kinds(config: Any) -> tuple[str, ...]:
+def pdf_kinds(config: Config) -> tuple[str, ...]:
     kinds = getattr(config.reports, "pdf", None)
     return DEFAULT_PDF_KINDS if kinds is None else tuple(kinds)
 
@@ -229,7 +231,7 @@ def _reason_of(archived: ArchivedReport) -> str | None:
     return " ".join(str(reason).split())[:60] if reason else None
 
 
-def report_payload(config: Any, archived: ArchivedReport) -> ReportPayload:
+def report_payload(config: Config, archived: ArchivedReport) -> ReportPayload:
     """The outbox payload of `archived` (the same for every channel but its Message-ID).
 
     Raises FileNotFoundError when an archived file is missing already: a report that cannot
@@ -290,7 +292,7 @@ def report_payload(config: Any, archived: ArchivedReport) -> ReportPayload:
 
 
 def send_report(
-    config: Any,
+    config: Config,
     store: Store,
     archived: ArchivedReport,
     now_ms: int,
@@ -316,21 +318,22 @@ def send_report(
             key = dedup_key(archived.kind, archived.period, channel, archived.generated_ms)
             headers = {**dict(payload.headers), "Message-ID": _message_id(key)}
             message = replace(payload, headers=headers).to_json()
-            cur = db.execute(
-                "INSERT INTO outbox(created_ts, dedup_key, channel, event, fault_id, message, "
-                "next_attempt_ts) VALUES(?,?,?,?,NULL,?,?) "
-                # A newer version of an undelivered report replaces the old one and goes now;
-                # a delivered one is never sent again.
-                "ON CONFLICT(dedup_key) DO UPDATE SET message=excluded.message, status='pending', "
-                "next_attempt_ts=excluded.next_attempt_ts, last_error=NULL "
-                "WHERE outbox.status != 'delivered'",
-                (now_ms, key, channel, REPORT_EVENT, message, now_ms),
+            # A newer version of an undelivered report replaces the old one and goes now;
+            # a delivered one is never sent again.
+            renewed = outbox.enqueue_or_renew(
+                db,
+                created_ts=now_ms,
+                dedup_key=key,
+                channel=channel,
+                event=REPORT_EVENT,
+                message=message,
+                next_attempt_ts=now_ms,
             )
-            queued += cur.rowcount
+            queued += int(renewed)
     return queued
 
 
-def unqueued_channels(config: Any, store: Store, kind: str, period: str, generated_ms: int) -> list[str]:
+def unqueued_channels(config: Config, store: Store, kind: str, period: str, generated_ms: int) -> list[str]:
     """Recipient channels of `kind` for which the outbox holds no row of this report.
 
     [] when every recipient has its row (pending, failed or delivered: getting it to the relay
@@ -342,23 +345,17 @@ def unqueued_channels(config: Any, store: Store, kind: str, period: str, generat
     if not names:
         return []
     if kind in ON_DEMAND_KINDS:
-        rows = store.db.execute(
-            "SELECT dedup_key FROM outbox WHERE event=? AND dedup_key LIKE ?",
-            (REPORT_EVENT, f"report:{kind}:%"),
-        )
-        keys = [str(k) for (k,) in rows]
+        keys = outbox.keys_like(store.db, REPORT_EVENT, f"report:{kind}:%")
         return [c for c in names if not any(k.endswith(f"@{generated_ms}:{c}") for k in keys)]
     wanted = {dedup_key(kind, period, c): c for c in names}
-    marks = ",".join("?" * len(wanted))
-    rows = store.db.execute(f"SELECT dedup_key FROM outbox WHERE dedup_key IN ({marks})", list(wanted))
-    found = {str(k) for (k,) in rows}
+    found = outbox.existing_keys(store.db, list(wanted))
     return [c for key, c in wanted.items() if key not in found]
 
 
 # --------------------------------------------------------------------------- sending
 
 
-def deliver_unless_agent_runs(config: Any, store: Store, archived: ArchivedReport) -> str:
+def deliver_unless_agent_runs(config: Config, store: Store, archived: ArchivedReport) -> str:
     """For CLI `--send`: deliver the report's rows now when no agent holds the store.
 
     With an agent running, its dispatcher sends them (two dispatchers could both pick a row
@@ -384,9 +381,7 @@ def deliver_unless_agent_runs(config: Any, store: Store, archived: ArchivedRepor
         dedup_key(archived.kind, archived.period, c, archived.generated_ms)
         for c in report_channels(config, archived.kind)
     ]
-    marks = ",".join("?" * len(keys))
-    rows = store.db.execute(f"SELECT status, last_error FROM outbox WHERE dedup_key IN ({marks})", keys)
-    failed = [err for status, err in rows if status != "delivered"]
+    failed = [r["last_error"] for r in outbox.statuses(store.db, keys) if r["status"] != "delivered"]
     if failed:
         return f"发送未成功，已留在队列中：{failed[0] or '等待重试'}"
     return "已发送"

@@ -13,9 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sqlite3
 import zipfile
-from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Any
 
 from agent.config.schema import Config
 from agent.store import evidence as E
+from agent.store import export as X
 from agent.store.db import Store
 from agent.store.verify_standalone import genesis
 
@@ -33,68 +32,6 @@ class Exported:
     rows: int
     tables: dict[str, int]
     head: E.ChainHead | None
-
-
-def _anchor(db: sqlite3.Connection, t: E.ChainTable, lo: int) -> str:
-    """The link row `lo` continues from: the previous row's, a checkpoint's, or the genesis."""
-    if lo <= 1:
-        return genesis(t.name).hex()
-    row = db.execute("SELECT h FROM evidence WHERE tbl=? AND id=?", (t.code, lo - 1)).fetchone()
-    if row is not None:
-        return bytes(row[0]).hex()
-    cp = db.execute(
-        "SELECT h FROM evidence_checkpoints WHERE tbl=? AND last_id=? ORDER BY id DESC LIMIT 1",
-        (t.name, lo - 1),
-    ).fetchone()
-    return str(cp[0]) if cp is not None else ""
-
-
-def _ranges(db: sqlite3.Connection, start_ms: int, end_ms: int) -> dict[str, tuple[int, int] | None]:
-    """The contiguous id range of each table the period needs."""
-
-    def span(sql: str, args: Sequence[Any]) -> tuple[int | None, int | None]:
-        lo, hi = db.execute(sql, args).fetchone()
-        return lo, hi
-
-    def union(*spans: tuple[int | None, int | None]) -> tuple[int, int] | None:
-        los = [s[0] for s in spans if s[0] is not None]
-        his = [s[1] for s in spans if s[1] is not None]
-        return (min(los), max(his)) if los and his else None
-
-    out: dict[str, tuple[int, int] | None] = {}
-    for t in E.TABLES:
-        in_period = span(
-            f"SELECT min(id), max(id) FROM {t.name} WHERE {t.ts} >= ? AND {t.ts} < ?", (start_ms, end_ms)
-        )
-        if t.name == "interval_log":
-            # Every open and close event of an interval that overlaps the period.
-            overlapping = span(
-                "SELECT min(o.id), max(o.id) FROM interval_log o JOIN intervals i ON i.id = o.interval_id "
-                "WHERE i.start_ts < ? AND (i.end_ts IS NULL OR i.end_ts > ?)",
-                (end_ms, start_ms),
-            )
-            out[t.name] = union(in_period, overlapping)
-        elif t.name == "run_log":
-            overlapping = span(
-                "SELECT min(l.id), max(l.id) FROM run_log l JOIN agent_runs r ON r.id = l.run_id "
-                "WHERE r.started_ts < ? AND coalesce(r.stopped_ts, r.heartbeat_ts) > ?",
-                (end_ms, start_ms),
-            )
-            out[t.name] = union(in_period, overlapping)
-        elif t.name in ("maintenance_log", "exclusions_log", "evidence_checkpoints"):
-            # Ledgers are small and a window may have been recorded long before it applies.
-            out[t.name] = union(span(f"SELECT min(id), max(id) FROM {t.name}", ()))
-        else:
-            out[t.name] = union(in_period)
-    return out
-
-
-def _rows(db: sqlite3.Connection, t: E.ChainTable, lo: int, hi: int) -> list[list[Any]]:
-    sql = (
-        f"SELECT {', '.join(t.exprs)}, e.h FROM {t.source()} LEFT JOIN evidence e ON e.tbl = {t.code} "
-        "AND e.id = t.id WHERE t.id BETWEEN ? AND ? ORDER BY t.id"
-    )
-    return [[*r[:-1], None if r[-1] is None else bytes(r[-1]).hex()] for r in db.execute(sql, (lo, hi))]
 
 
 def _availability(
@@ -212,8 +149,8 @@ def export(
     }
     files: dict[str, str] = {}
     counts: dict[str, int] = {}
-    for t, rng in ((t, r) for t, r in zip(E.TABLES, _ranges(db, start_ms, end_ms).values(), strict=True)):
-        rows = _rows(db, t, *rng) if rng else []
+    for t, rng in ((t, r) for t, r in zip(E.TABLES, X.ranges(db, start_ms, end_ms).values(), strict=True)):
+        rows = X.chained_rows(db, t, *rng) if rng else []
         name = f"data/{t.name}.jsonl"
         files[name] = "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in rows)
         sealed = [r for r in rows if r[-1] is not None]
@@ -223,7 +160,7 @@ def export(
                 "file": name,
                 "columns": [*t.columns, "h"],
                 "first_id": rng[0] if rng else None,
-                "anchor_h": _anchor(db, t, rng[0]) if rng else genesis(t.name).hex(),
+                "anchor_h": X.anchor(db, t, rng[0]) if rng else genesis(t.name).hex(),
                 "last_id": rows[-1][0] if rows else None,
                 "last_h": sealed[-1][-1] if sealed else None,
                 "rows": len(rows),

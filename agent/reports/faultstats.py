@@ -16,7 +16,8 @@ from typing import Any
 
 from agent.clock.periods import parse_period
 from agent.config.schema import Config
-from agent.faults.records import Fault, list_faults
+from agent.faults.records import Fault, get_fault, list_faults
+from agent.store import faults as stored
 from agent.text.i18n import FAULT_TYPES, LEVEL_ZH
 
 
@@ -161,18 +162,9 @@ def recovered_between(
     db: sqlite3.Connection, config: Config, start_ms: int, end_ms: int, now_ms: int
 ) -> list[dict[str, Any]]:
     """Faults (whenever they started) that recovered in [start_ms, end_ms)."""
-    ids = [
-        r[0]
-        for r in db.execute(
-            "SELECT id FROM faults WHERE recovered_ts>=? AND recovered_ts<? ORDER BY recovered_ts, id",
-            (start_ms, end_ms),
-        )
-    ]
-    from agent.faults.records import get_fault
-
     out = []
-    for i in ids:
-        f = get_fault(db, int(i))
+    for i in stored.recovered_between(db, start_ms, end_ms):
+        f = get_fault(db, i)
         if f is not None:
             out.append(fault_row(f, config, now_ms))
     return out

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from agent.clock.periods import parse_period
+from agent.config.schema import Config
 from agent.reports import avail, capacity, common, completion, dbsection, faultstats, risks
 from agent.reports.daily import disk_rows, metric_value
 from agent.store.db import Store
@@ -30,7 +31,7 @@ def _ts(result: CheckResult, fallback: int) -> int:
 
 
 def build_inspection(
-    config: Any,
+    config: Config,
     store: Store,
     results: Sequence[tuple[Any, CheckResult]],
     reason: str,

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
 
+from agent.config.schema import Config
 from agent.reports import dbsection
 from agent.reports.capacity import latest_metric
 from agent.store.db import Store
@@ -35,7 +36,7 @@ SUGGESTION = {
 
 
 def open_findings(
-    config: Any, store: Store, now_ms: int, faults_open: Sequence[Mapping[str, Any]]
+    config: Config, store: Store, now_ms: int, faults_open: Sequence[Mapping[str, Any]]
 ) -> list[dict[str, Any]]:
     """Checks not OK now, DB/backup findings of their latest result, and faults not closed."""
     rows: list[dict[str, Any]] = []
@@ -102,7 +103,7 @@ def _risk(rating: str, kind: str, obj: str, system: str | None, **figures: Any) 
 
 
 def risks(
-    config: Any,
+    config: Config,
     store: Store,
     *,
     horizon_days: int,

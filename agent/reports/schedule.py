@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from agent.clock.workcal import WorkCalendar
+from agent.store import reports as stored
 
 if TYPE_CHECKING:
     from agent.config.schema import ReportSchedule
@@ -326,15 +327,12 @@ def due_reports(
 
 def done_from_store(store: Any) -> set[tuple[str, str]]:
     """(kind, period) of every report written so far (the store's report_runs)."""
-    return {(str(k), str(p)) for k, p in store.db.execute("SELECT kind, period FROM report_runs")}
+    return stored.done(store.db)
 
 
 def recorded_at(store: Any, kind: str, period: str) -> int | None:
     """When the report of `kind` and `period` was generated (ms), if it is recorded as done."""
-    row = store.db.execute(
-        "SELECT generated_ts FROM report_runs WHERE kind=? AND period=?", (kind, period)
-    ).fetchone()
-    return None if row is None else int(row[0])
+    return stored.generated_at(store.db, kind, period)
 
 
 def forget_report(store: Any, kind: str, period: str) -> None:
@@ -344,4 +342,4 @@ def forget_report(store: Any, kind: str, period: str) -> None:
     it is on its way to them, and the next attempt writes and queues it anew.
     """
     with store.tx() as db:
-        db.execute("DELETE FROM report_runs WHERE kind=? AND period=?", (kind, period))
+        stored.forget(db, kind, period)

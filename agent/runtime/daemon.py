@@ -46,7 +46,7 @@ from probes.base import CheckResult, History, Status
 from probes.ssh.conn import SshPool
 
 if TYPE_CHECKING:
-    from agent.config.schema import Config
+    from agent.config.schema import CheckCommon, Config
 
 log = logging.getLogger("sentinel.daemon")
 
@@ -89,7 +89,7 @@ def policy_from_config(config: Config) -> Policy:
     )
 
 
-def check_info(config: Config, check: Any) -> CheckInfo:
+def check_info(config: Config, check: CheckCommon) -> CheckInfo:
     system = config.system(check.system)
     return CheckInfo(
         check.name,

@@ -16,9 +16,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from agent.state.machine import Change, CheckState
+from agent.store import reports as report_runs
 from agent.store.rows import fetch_all, fetch_one, scalar, scan
 from probes.base import CheckResult, Metric, Status
 
@@ -363,6 +364,14 @@ class AgentRun:
     def end_ts(self) -> int:
         """When the run is last known to have been alive."""
         return self.stopped_ts if self.stopped_ts is not None else self.heartbeat_ts
+
+
+class HourlyValue(NamedTuple):
+    """One hour of a metric's roll-up: the value last recorded in that hour."""
+
+    metric: str
+    hour_ts: int
+    value: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -910,6 +919,40 @@ class Store:
             )
         ]
 
+    def rollup_last_values(
+        self, check: str, pattern: str, start_ms: int, end_ms: int
+    ) -> Iterator[HourlyValue]:
+        """The last value of each hour in [start, end) of the metrics matching a GLOB pattern,
+        by metric then hour."""
+        for r in scan(
+            self.db,
+            "SELECT metric, hour_ts, vlast FROM rollups WHERE check_id=? AND metric GLOB ? "
+            "AND hour_ts>=? AND hour_ts<? ORDER BY metric, hour_ts",
+            (self.check_id(check), pattern, start_ms, end_ms),
+        ):
+            yield HourlyValue(r["metric"], int(r["hour_ts"]), float(r["vlast"]))
+
+    def latest_rollup(self, check: str, metric: str, start_ms: int, end_ms: int) -> float | None:
+        """The last hourly value of one metric in [start, end); None when it has none there."""
+        row = fetch_one(
+            self.db,
+            "SELECT vlast FROM rollups WHERE check_id=? AND metric=? AND hour_ts>=? AND hour_ts<? "
+            "ORDER BY hour_ts DESC LIMIT 1",
+            (self.check_id(check), metric, start_ms, end_ms),
+        )
+        return None if row is None else float(row["vlast"])
+
+    def result_details(self, check: str, start_ms: int, end_ms: int) -> Iterator[tuple[int, str]]:
+        """(ts, details JSON) of the check's results in [start, end) that have details, in time
+        order; streamed, and the JSON left unparsed (a caller skips repeats without parsing)."""
+        for r in scan(
+            self.db,
+            "SELECT ts, details FROM results WHERE check_id=? AND ts>=? AND ts<? AND details IS NOT NULL "
+            "ORDER BY ts, id",
+            (self.check_id(check), start_ms, end_ms),
+        ):
+            yield int(r["ts"]), str(r["details"])
+
     # ---------------------------------------------------------------- housekeeping
 
     def prune_results(self, older_than_ms: int, limit: int = 5000, now_ms: int | None = None) -> int:
@@ -932,16 +975,10 @@ class Store:
 
     def record_report(self, kind: str, period: str, generated_ms: int, path: str) -> None:
         with self.tx() as db:
-            db.execute(
-                "INSERT INTO report_runs(kind, period, generated_ts, path) VALUES(?,?,?,?) "
-                "ON CONFLICT(kind, period) DO UPDATE SET generated_ts=excluded.generated_ts, "
-                "path=excluded.path",
-                (kind, period, generated_ms, path),
-            )
+            report_runs.record(db, kind, period, generated_ms, path)
 
     def report_done(self, kind: str, period: str) -> bool:
-        row = fetch_one(self.db, "SELECT 1 FROM report_runs WHERE kind=? AND period=?", (kind, period))
-        return row is not None
+        return report_runs.is_done(self.db, kind, period)
 
     def integrity_check(self) -> str:
         return str(scalar(self.db, "PRAGMA integrity_check"))

@@ -174,6 +174,16 @@ def recovered_since(db: sqlite3.Connection, system: str | None, check: str, sinc
     return None if row is None else int(row["id"])
 
 
+def recovered_between(db: sqlite3.Connection, start_ms: int, end_ms: int) -> list[int]:
+    """Ids of the faults (whenever they started) that recovered in [start, end), by recovery."""
+    rows = fetch_all(
+        db,
+        "SELECT id FROM faults WHERE recovered_ts>=? AND recovered_ts<? ORDER BY recovered_ts, id",
+        (start_ms, end_ms),
+    )
+    return [int(r["id"]) for r in rows]
+
+
 def failing_with(db: sqlite3.Connection, check: str) -> list[int]:
     """Ids of the unrecovered, unclosed faults in which this check has not recovered yet."""
     rows = fetch_all(

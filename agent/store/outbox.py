@@ -8,6 +8,7 @@ each attempt and its outcome in one (agent.notify.outbox).
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agent.store.rows import Row, fetch_all
@@ -38,6 +39,30 @@ def enqueue(
         "INSERT OR IGNORE INTO outbox(created_ts, dedup_key, channel, event, fault_id, message, "
         "next_attempt_ts) VALUES(?,?,?,?,?,?,?)",
         (created_ts, dedup_key, channel, event, fault_id, message, next_attempt_ts),
+    )
+    return cur.rowcount > 0
+
+
+def enqueue_or_renew(
+    db: sqlite3.Connection,
+    *,
+    created_ts: int,
+    dedup_key: str,
+    channel: str,
+    event: str,
+    message: str,
+    next_attempt_ts: int,
+) -> bool:
+    """Queue a message that belongs to no fault (a report), or renew the undelivered one with
+    this dedup key: the new message replaces it, pending again and due at `next_attempt_ts`.
+    A delivered message is never renewed (False: nothing written)."""
+    cur = db.execute(
+        "INSERT INTO outbox(created_ts, dedup_key, channel, event, fault_id, message, "
+        "next_attempt_ts) VALUES(?,?,?,?,NULL,?,?) "
+        "ON CONFLICT(dedup_key) DO UPDATE SET message=excluded.message, status='pending', "
+        "next_attempt_ts=excluded.next_attempt_ts, last_error=NULL "
+        "WHERE outbox.status != 'delivered'",
+        (created_ts, dedup_key, channel, event, message, next_attempt_ts),
     )
     return cur.rowcount > 0
 
@@ -109,3 +134,22 @@ def listing(db: sqlite3.Connection, failed_only: bool = False, limit: int = 200)
         f"delivered_ts, dedup_key, message FROM outbox {where} ORDER BY id DESC LIMIT ?",
         (limit,),
     )
+
+
+def keys_like(db: sqlite3.Connection, event: str, pattern: str) -> list[str]:
+    """Dedup keys of the messages of this event whose key matches a LIKE pattern."""
+    rows = fetch_all(db, "SELECT dedup_key FROM outbox WHERE event=? AND dedup_key LIKE ?", (event, pattern))
+    return [str(r["dedup_key"]) for r in rows]
+
+
+def existing_keys(db: sqlite3.Connection, keys: Sequence[str]) -> set[str]:
+    """Those of `keys` that have a message in the outbox (in any status)."""
+    marks = ",".join("?" * len(keys))
+    rows = fetch_all(db, f"SELECT dedup_key FROM outbox WHERE dedup_key IN ({marks})", list(keys))
+    return {str(r["dedup_key"]) for r in rows}
+
+
+def statuses(db: sqlite3.Connection, keys: Sequence[str]) -> list[Row]:
+    """status and last_error of the messages with these dedup keys."""
+    marks = ",".join("?" * len(keys))
+    return fetch_all(db, f"SELECT status, last_error FROM outbox WHERE dedup_key IN ({marks})", list(keys))

@@ -64,6 +64,11 @@ def window_change_token(db: sqlite3.Connection) -> int:
     return int(scalar(db, "SELECT coalesce(max(id), 0) FROM maintenance_log"))
 
 
+def window_log(db: sqlite3.Connection) -> list[Row]:
+    """The append-only change log of the windows, oldest first: ts, actor, action, name."""
+    return fetch_all(db, "SELECT ts, actor, action, name FROM maintenance_log ORDER BY id")
+
+
 # ------------------------------------------------------------------------------- force majeure
 
 
@@ -154,3 +159,8 @@ def exclusions(db: sqlite3.Connection, include_removed: bool = False) -> list[Ro
         "SELECT id, name, start_ts, end_ts, systems, reason, approved_by, source, created_ts, created_by, "
         f"removed_ts, removed_by, removed_reason FROM exclusions {where} ORDER BY start_ts, id",
     )
+
+
+def exclusion_log(db: sqlite3.Connection) -> list[Row]:
+    """The append-only change log of the records, oldest first: ts, actor, action, name."""
+    return fetch_all(db, "SELECT ts, actor, action, name FROM exclusions_log ORDER BY id")

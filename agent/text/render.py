@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 import agent
-from agent.text.i18n import LEVEL_ZH, translate
 from agent.clock.timeutil import fmt_duration, fmt_local
+from agent.text.i18n import LEVEL_ZH, translate
 from probes.base import Status
 
 _UTC = ZoneInfo("UTC")

@@ -21,9 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from agent.config.schema import WorkingHours
 from agent.clock.timeutil import to_ms
 from agent.clock.workcal import MAX_WORKING_SECONDS, Deadline, WorkCalendar
+from agent.config.schema import WorkingHours
 
 SH = ZoneInfo("Asia/Shanghai")
 BERLIN = ZoneInfo("Europe/Berlin")

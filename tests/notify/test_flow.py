@@ -20,10 +20,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from agent.cli.faults import enqueue_closed
 from agent.clock.workcal import WorkCalendar
 from agent.config.schema import parse
-from agent.faults.notices import AlertPlanner, make_sender
+from agent.faults.notices import AlertPlanner, enqueue_closed, make_sender
 from agent.faults.records import FaultManager, acknowledge, close, list_faults, resolve
 from agent.notify.outbox import Dispatcher
 from agent.runtime.daemon import check_info, policy_from_config

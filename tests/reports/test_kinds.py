@@ -24,8 +24,8 @@ from agent.reports.inspection import build_inspection
 from agent.reports.periodic import build_periodic
 from agent.store.db import Store
 from probes.base import CheckResult, Metric, Status
-from tests.helpers import report_seed as rs
 from tests.conftest import need
+from tests.helpers import report_seed as rs
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
+from agent.clock.workcal import WorkCalendar
 from agent.config.schema import ReportSchedule, WorkingHours
 from agent.reports.schedule import (
     INSPECTION,
@@ -25,7 +26,6 @@ from agent.reports.schedule import (
     first_working_day_after,
     schedule_from_config,
 )
-from agent.clock.workcal import WorkCalendar
 
 TZ = ZoneInfo("Asia/Shanghai")
 CAL = ChinaCalendar(WorkCalendar(WorkingHours(), TZ))

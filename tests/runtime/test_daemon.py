@@ -12,8 +12,8 @@ import pytest
 
 from agent.store.db import Store
 from probes.base import Status
-from tests.helpers.agent_proc import AgentProcess
 from tests.conftest import free_port, wait_until
+from tests.helpers.agent_proc import AgentProcess
 from tests.helpers.servers import http_server
 
 
