@@ -9,9 +9,11 @@ A kind's modules are imported on its first `spec(kind)`, so a kind nobody config
 memory. Database and SSH drivers (psycopg, pymysql, oracledb, pymssql, paramiko) are imported
 only inside a probe's run, never when its modules load: most sites use one engine or none.
 
-Adding a kind: `probes/<kind>/settings.py` with a `ProbeSettings` subclass, `probes/<kind>/probe.py`
-with a `Probe` class (`kind`, built with the settings, `run(ctx) -> CheckResult`), an entry in
-`_KINDS` below, and a settings example in tests/probes/test_kind_contract.py. A check's model is
+Adding a kind (ARCHITECTURE.md has the checklist): the package `probes/<kind>/` (`__init__.py`,
+`settings.py` with a `ProbeSettings` subclass, `probe.py` with a `Probe` class: `kind`, built with
+the settings, `run(ctx) -> CheckResult`), a `_<kind>()` loader and an `_Entry` in `_KINDS` below
+(the report sections go on the `_Entry`), the package in pyproject.toml's list, and a settings
+example in tests/probes/test_kind_contract.py. A check's model is
 `CheckCommon` + the kind's settings, so settings fields and validators must not reuse
 CheckCommon's names (name, system, interval, timeout, thresholds, ...).
 """
@@ -241,6 +243,9 @@ def spec(kind: str) -> KindSpec[Any]:
     loaded = entry.load()
     if loaded.kind != kind:
         raise RuntimeError(f"registry entry {kind!r} loads the spec of {loaded.kind!r}")
+    if loaded.sections and loaded.sections != entry.sections:
+        # Sections belong on the _Entry (reports ask without loading kinds): say so, never drop.
+        raise RuntimeError(f"registry entry {kind!r}: declare its report sections on its _Entry")
     # Read-only: every check of the kind shares these rules.
     rules = MappingProxyType(dict(loaded.default_thresholds))
     return replace(loaded, default_thresholds=rules, sections=entry.sections)

@@ -8,6 +8,8 @@ registry and its minimal settings here; everything else below then holds for it 
 from __future__ import annotations
 
 import importlib
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ from probes import registry
 from probes.base import CheckResult, ProbeContext, Status
 from probes.settings import ProbeSettings
 from probes.thresholds import Threshold
+from tests.conftest import REPO
 from tests.helpers.probe_contract import (
     DRIVERS,
     assert_kind_contract,
@@ -50,6 +53,16 @@ KINDS = registry.kinds()
 def test_every_kind_has_an_example_and_nothing_else_does() -> None:
     assert set(EXAMPLES) == set(KINDS)
     assert len(set(KINDS)) == len(KINDS) == len(registry.KINDS)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_kinds_package_ships_with_an_installed_agent(kind: str) -> None:
+    """A package missing from pyproject's explicit list works in the checkout and is absent from
+    the hospital's installed agent (its kind listed, its modules gone)."""
+    package = registry.KINDS[kind]
+    assert (REPO / Path(*package.split(".")) / "__init__.py").is_file(), f"{package} has no __init__.py"
+    listed = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    assert package in listed, f"add {package!r} to [tool.setuptools] packages in pyproject.toml"
 
 
 @pytest.mark.parametrize("kind", KINDS)
