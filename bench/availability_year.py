@@ -250,13 +250,13 @@ def main() -> int:
     month_end = now
     month_start = now - 30 * DAY
     t0 = time.perf_counter()
-    rep = E.verify(reader, None, month_start, month_end)
+    rep = E.verify(reader.db, None, month_start, month_end)
     vt = time.perf_counter() - t0
     res = next(t for t in rep.tables if t.table == "results")
     print(f"verify over the last 30 days: {rep.rows / 1e6:.2f} M rows ({res.rows / 1e6:.2f} M raw results) "
           f"in {vt:.1f} s = {rep.rows / vt:,.0f} rows/s; ok={rep.ok}")  # fmt: skip
     t0 = time.perf_counter()
-    full = E.verify(reader, None)
+    full = E.verify(reader.db, None)
     ft = time.perf_counter() - t0
     print(f"verify of the whole store: {full.rows / 1e6:.2f} M rows in {ft:.1f} s; ok={full.ok}; "
           f"{sum(t.pruned for t in full.tables) / 1e6:.1f} M pruned rows behind "
@@ -270,7 +270,7 @@ def main() -> int:
     pcts = [f.availability() for f in figs if f.figures is not None]
     print(f"yearly availability of {len(figs)} systems in {at:.2f} s "
           f"(min {min(pcts):.3f} %, max {max(pcts):.3f} %)")  # fmt: skip
-    head = E.head(reader)
+    head = E.head(reader.db)
     reader.close()
     summary = {
         "checks": len(names),

@@ -221,5 +221,5 @@ def _evidence_head(store: Store) -> str | None:
     """The evidence chain's head the figures were computed from (None before schema 4)."""
     from agent.store import evidence
 
-    head = evidence.head(store)
+    head = evidence.head(store.db)
     return None if head is None else head.digest_hex

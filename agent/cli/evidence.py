@@ -110,7 +110,7 @@ def _verify(args: argparse.Namespace, config: Config, period: Span) -> int:
     label, start, end = period
     store = Store(config.storage.path, readonly=True)
     t0 = time.monotonic()
-    rep = E.verify(store, _key(config), start, end, None if args.json else Progress(sys.stderr))
+    rep = E.verify(store.db, _key(config), start, end, None if args.json else Progress(sys.stderr))
     elapsed = time.monotonic() - t0
     rate = rep.rows / elapsed if elapsed > 0 else 0.0
     head = rep.head

@@ -31,7 +31,7 @@ def chain_head(store: Store) -> dict[str, Any] | None:
         from agent.store import evidence
     except ImportError:
         return None
-    head = evidence.head(store)
+    head = evidence.head(store.db)
     if head is None:
         return None
     return {"digest_hex": head.digest_hex, "sealed_at_ms": head.sealed_at_ms, "rows": head.rows}

@@ -135,7 +135,7 @@ def export(
     out: Path,
 ) -> Exported:
     db = store.db
-    head = E.head(store)
+    head = E.head(store.db)
     manifest: dict[str, Any] = {
         "format": "his-sentinel-evidence/1",
         "period": label,

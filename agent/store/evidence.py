@@ -26,13 +26,10 @@ import logging
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agent.store.rows import Row, fetch_all, fetch_one, positions, scalar, scan
 from agent.store.verify_standalone import Problem, Walk, canonical, genesis, key_id, link, walk
-
-if TYPE_CHECKING:
-    from agent.store.db import Store
 
 log = logging.getLogger("sentinel.evidence")
 
@@ -260,9 +257,8 @@ class ChainHead:
         return self.digest_hex[:16]
 
 
-def head(store: Store) -> ChainHead | None:
-    """The current chain head (None for a store older than schema 4)."""
-    db = store.db
+def head(db: sqlite3.Connection) -> ChainHead | None:
+    """The current chain head of the store on `db` (None for a store older than schema 4)."""
     try:
         rows = {
             r["tbl"]: (r["last_id"], bytes(r["h"]), r["rows"], r["sealed_ts"])
@@ -590,15 +586,15 @@ def _ledgers(db: sqlite3.Connection) -> Problem | None:
 
 
 def verify(
-    store: Store,
+    db: sqlite3.Connection,
     key: bytes | None,
     start_ms: int | None = None,
     end_ms: int | None = None,
     progress: Progress | None = None,
 ) -> VerifyReport:
-    """Recompute every chain (or the rows of one period) and report each chain's first break."""
-    db = store.db
-    rep = VerifyReport(head=head(store))
+    """Recompute every chain (or the rows of one period) of the store on `db` and report each
+    chain's first break."""
+    rep = VerifyReport(head=head(db))
     stored = stored_key_id(db)
     rep.keyed = bool(stored)
     if stored is not None and stored != key_id(key):

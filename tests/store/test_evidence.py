@@ -115,7 +115,7 @@ def rig(tmp_path: Path) -> Rig:
 
 
 def verify(store: Store, key: bytes | None = None) -> E.VerifyReport:
-    return E.verify(store, key)
+    return E.verify(store.db, key)
 
 
 def only_problem(rep: E.VerifyReport) -> E.Problem:
@@ -140,7 +140,7 @@ def test_untouched_store_verifies_every_table(rig: Rig) -> None:
     # web CRIT, back to OK, db CRIT: opens and closes, every close logged
     assert counts["interval_log"] >= 8
     assert all(t.unsealed == 0 for t in rep.tables)
-    head = E.head(rig.store)
+    head = E.head(rig.store.db)
     assert head is not None and head.rows == sum(counts.values())
     assert rep.head == head
 
@@ -288,7 +288,7 @@ def test_pruning_writes_checkpoints_and_still_verifies(rig: Rig) -> None:
     assert rep.ok, [p.text() for p in rep.problems]
     res = next(t for t in rep.tables if t.table == "results")
     assert (res.pruned, res.checkpoints, res.sealed) == (24, 2, total - 24)
-    head = E.head(store)
+    head = E.head(store.db)
     assert head is not None and head.rows == rep.head.rows if rep.head else False
 
 
@@ -346,9 +346,9 @@ def test_period_verify_checks_only_that_period(rig: Rig) -> None:
     rid = rig.store.db.execute("SELECT min(id) FROM results").fetchone()[0]
     raw(rig.store, "UPDATE results SET summary='x' WHERE id=?", (rid,))
     later = int(T0 * 1000) + 15 * 60_000
-    rep = E.verify(rig.store, None, later, later + 3600_000)
+    rep = E.verify(rig.store.db, None, later, later + 3600_000)
     assert [p for p in rep.problems if p.table == "results"] == []
-    p = only_problem(E.verify(rig.store, None, int(T0 * 1000), later))
+    p = only_problem(E.verify(rig.store.db, None, int(T0 * 1000), later))
     assert (p.table, p.row_id) == ("results", rid)
 
 
@@ -364,9 +364,9 @@ def recompute_without_key(store: Store, table: E.ChainTable) -> None:
 
 def test_keyed_chain_verifies_only_with_its_key(tmp_path: Path) -> None:
     rig = build(tmp_path / "k.db", KEY)
-    assert E.verify(rig.store, KEY).ok
-    assert only_problem(E.verify(rig.store, None)).kind == "key"
-    assert only_problem(E.verify(rig.store, b"another key")).kind == "key"
+    assert E.verify(rig.store.db, KEY).ok
+    assert only_problem(E.verify(rig.store.db, None)).kind == "key"
+    assert only_problem(E.verify(rig.store.db, b"another key")).kind == "key"
 
 
 def test_keyed_chain_rebuilt_without_the_key_fails(tmp_path: Path) -> None:
@@ -374,15 +374,15 @@ def test_keyed_chain_rebuilt_without_the_key_fails(tmp_path: Path) -> None:
     rid = rig.store.db.execute("SELECT min(id) FROM results WHERE status=2").fetchone()[0]
     raw(rig.store, "UPDATE results SET status=0 WHERE id=?", (rid,))
     recompute_without_key(rig.store, E.BY_NAME["results"])
-    p = only_problem(E.verify(rig.store, KEY))
+    p = only_problem(E.verify(rig.store.db, KEY))
     assert (p.table, p.row_id, p.kind) == ("results", 1, "edited"), p.text()
     # Whereas the same rebuild on an unkeyed store is (by design) only caught by the head.
     plain = build(tmp_path / "p.db")
-    before = E.head(plain.store)
+    before = E.head(plain.store.db)
     raw(plain.store, "UPDATE results SET status=0 WHERE id=?", (rid,))
     recompute_without_key(plain.store, E.BY_NAME["results"])
-    assert E.verify(plain.store, None).ok
-    assert E.head(plain.store) != before
+    assert E.verify(plain.store.db, None).ok
+    assert E.head(plain.store.db) != before
 
 
 def test_a_writer_with_another_key_does_not_seal(tmp_path: Path) -> None:
@@ -390,7 +390,7 @@ def test_a_writer_with_another_key_does_not_seal(tmp_path: Path) -> None:
     other = Store(tmp_path / "k.db", evidence_key=None)
     run = other.begin_run(rig.now(), 9, "h", "t")  # its rows are stored, not sealed
     assert run > 0
-    rep = E.verify(rig.store, KEY)
+    rep = E.verify(rig.store.db, KEY)
     assert rep.ok  # the unsealed tail is reported as such, not as broken
     assert next(t for t in rep.tables if t.table == "run_log").unsealed == 1
 
@@ -431,7 +431,7 @@ def test_migration_from_schema_3_backfills_the_logs(tmp_path: Path) -> None:
     store = Store(path)
     assert store.schema_version() == 4
     store.begin_run(10, 2, "h", "t")  # first write seals everything, old rows included
-    rep = E.verify(store, None)
+    rep = E.verify(store.db, None)
     assert rep.ok, [p.text() for p in rep.problems]
     assert {t.table: t.sealed for t in rep.tables}["results"] == 1
 
