@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,3 +53,15 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.t += seconds
+
+
+@pytest.fixture
+def smtp() -> Iterator[Any]:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps what it receives (tests.helpers.smtp)."""
+    # Imported here: the helper module imports this one (for `need`).
+    from tests.helpers.smtp import SmtpServer
+
+    server = SmtpServer(free_port())
+    server.start()
+    yield server
+    server.stop()

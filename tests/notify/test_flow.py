@@ -10,7 +10,6 @@ import hashlib
 import hmac
 import json
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,14 +33,6 @@ from tests.helpers.smtp import SmtpServer
 
 T0 = 1_795_000_000.0  # Wed 2026-11-18 11:06:40 UTC = 19:06:40 in Shanghai
 DT_SECRET = "SECdingtalk-signing-secret-123"
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer(free_port())
-    server.start()
-    yield server
-    server.stop()
 
 
 def make_config(smtp_port: int, extra_channels: str = "", routes: str = "") -> Any:

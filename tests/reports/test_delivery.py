@@ -153,14 +153,6 @@ class Rig:
         )
 
 
-@pytest.fixture
-def smtp() -> Any:
-    server = SmtpServer(free_port())
-    server.start()
-    yield server
-    server.stop()
-
-
 def children(part: EmailMessage) -> list[EmailMessage]:
     return list(part.iter_parts())
 

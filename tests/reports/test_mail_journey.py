@@ -15,17 +15,14 @@ import re
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pytest
-
 from agent import __version__
 from agent.store.db import Store
-from tests.conftest import REPO, free_port, wait_until
+from tests.conftest import REPO, wait_until
 from tests.helpers.agent_proc import AgentProcess
 from tests.helpers.servers import http_server
 from tests.helpers.smtp import SmtpServer
@@ -34,14 +31,6 @@ TZ = ZoneInfo("Asia/Shanghai")
 SITE = "测试医院"
 REPORT_WAIT_S = 150
 """The agent's first report tick comes 30 s after its start; then the child writes the report."""
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer(free_port())
-    server.start()
-    yield server
-    server.stop()
 
 
 def due_now() -> tuple[str, str, datetime]:
@@ -138,6 +127,15 @@ def outbox(db_path: Path) -> list[tuple[str, str, str]]:
         store.close()
 
 
+def assert_delivered_once(agent: AgentProcess, smtp: SmtpServer, period: str) -> None:
+    """One mail of the day's report arrived, it is the archived report, and the day is done."""
+    (mail,) = report_mails(smtp, period)
+    listed = json.loads(cli(agent, "report", "list", "--json").stdout)
+    assert [(r["kind"], r["period"]) for r in listed] == [("daily", period)]
+    assert_is_the_daily_report(mail, period, Path(listed[0]["html"]))
+    assert report_runs(agent.db_path) == {("daily", period)}
+
+
 def test_scheduled_daily_report_arrives_by_mail_from_the_running_agent(
     tmp_path: Path, smtp: SmtpServer
 ) -> None:
@@ -152,11 +150,7 @@ def test_scheduled_daily_report_arrives_by_mail_from_the_running_agent(
             assert rc == 0
         finally:
             agent.kill()
-    (mail,) = report_mails(smtp, period)
-    listed = json.loads(cli(agent, "report", "list", "--json").stdout)
-    assert [(r["kind"], r["period"]) for r in listed] == [("daily", period)]
-    assert_is_the_daily_report(mail, period, Path(listed[0]["html"]))
-    assert report_runs(agent.db_path) == {("daily", period)}
+    assert_delivered_once(agent, smtp, period)
     assert outbox(agent.db_path) == [(f"report:daily:{period}:ops-mail", "ops-mail", "delivered")]
     log = agent.text_log()
     assert f"writing the daily report for {period}" in log and f"daily report {period} failed" not in log
@@ -231,8 +225,4 @@ def test_failing_report_child_is_logged_not_done_and_written_at_the_next_attempt
             assert rc == 0
         finally:
             agent.kill()
-    (mail,) = report_mails(smtp, period)
-    listed = json.loads(cli(agent, "report", "list", "--json").stdout)
-    assert [(r["kind"], r["period"]) for r in listed] == [("daily", period)]
-    assert_is_the_daily_report(mail, period, Path(listed[0]["html"]))
-    assert report_runs(agent.db_path) == {("daily", period)}
+    assert_delivered_once(agent, smtp, period)
