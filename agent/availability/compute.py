@@ -105,6 +105,9 @@ class Figures:
     unavailable_ms: int
     unknown_ms: int
     outages: tuple[Outage, ...] = field(default=())
+    before_monitoring_ms: int = 0
+    """Planned time of the range before monitoring began. Under the default policy it is not
+    in `planned_ms` (shown beside it); under policy "unknown" it is part of `unknown_ms`."""
 
     @property
     def excluded_ms(self) -> int:
@@ -154,6 +157,7 @@ class Figures:
             self.unavailable_ms + other.unavailable_ms,
             self.unknown_ms + other.unknown_ms,
             tuple(outages),
+            self.before_monitoring_ms + other.before_monitoring_ms,
         )
 
     def as_dict(self) -> dict[str, Any]:

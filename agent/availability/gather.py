@@ -1,31 +1,43 @@
-"""Availability from the store: gathers intervals, agent runs, maintenance windows and the
-force-majeure ledger, and hands them to the pure engine in `agent.availability`.
+"""Availability from the store: gathers intervals, agent runs, the configuration in force,
+approved exclusions and the contract year, and hands them to the pure engine in
+`agent.availability.compute`.
 
-Maintenance windows (configuration and CLI ledger) exclude time for the checks they cover;
-force-majeure records exclude time for the systems they name (all systems when none).
-Only availability-critical checks decide whether a business system is available.
+The rules the committee signs (DESIGN.md §3):
+- a run is alive up to its last heartbeat plus `agent.grace_ms`; after that the time is unknown
+  (agent down), even before the agent is restarted;
+- maintenance windows and force-majeure records exclude time only once both 甲方 and 乙方 have
+  approved them (agent.windows.excluded); late ones are marked 事后补录;
+- which checks are critical, the planned schedule, redundancy and target at each instant come
+  from the configuration recorded in force then (agent.availability.eras), never today's file;
+- the year's verdict and budget run over the contract's service period;
+- time before monitoring began is its own category (`availability.before_monitoring`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 from agent.availability import compute as av
-from agent.clock.periods import parse_period
+from agent.availability import eras as E
+from agent.clock.periods import Period, contract_year
 from agent.store import faults as stored_faults
 from agent.store.db import Store
-from agent.windows import exclusions as fm_ledger
-from agent.windows.ledger import cli_specs
-from agent.windows.maintenance import MaintenanceSchedule
+from agent.windows.excluded import ExcludedSpan, excluded_spans
 
 if TYPE_CHECKING:
-    from agent.config.schema import Config, System
+    from agent.config.schema import Config
 
 Policy = Literal["unavailable", "excluded"]
+UnknownCause = Literal["agent_down", "probe", "before_monitoring"]
+
+CAUSE_ZH: dict[str, str] = {
+    "agent_down": "监控代理未运行",
+    "probe": "检查未能执行或无数据",
+    "before_monitoring": "未监控：监控开始前",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,14 +52,44 @@ class OutageRow:
 
 @dataclass(frozen=True, slots=True)
 class ExclusionRow:
+    """A maintenance occurrence or force-majeure record over the period, counted or not."""
+
     kind: Literal["maintenance", "force_majeure"]
     name: str
     start_ms: int
     end_ms: int
     reason: str
     approved_by: str
+    """Both approvals in one line, e.g. '甲方 王主任；乙方 张工' (for tables and CSV)."""
     ticket: str | None = None
     recorded_by: str | None = None
+    recorded_ms: int | None = None
+    late: bool = False
+    """Recorded after it began: 事后补录."""
+    effective: bool = True
+    """Both parties approved: the time is excluded. False: listed as pending, excludes nothing."""
+    approvals: tuple[dict[str, Any], ...] = ()
+    """[{party, approver, ts_ms, os_user}]"""
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownSpan:
+    """Planned time whose state is not known, with why."""
+
+    start_ms: int
+    end_ms: int
+    duration_ms: int
+    cause: UnknownCause
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRow:
+    """A configuration version in force during the period."""
+
+    version_id: int | None
+    hash: str | None
+    start_ms: int
+    end_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +108,17 @@ class SubjectFigures:
     exclusions: tuple[ExclusionRow, ...] = ()
     checks: tuple[str, ...] = ()
     verdict: av.Verdict | None = None
-    """The contract year to date, judged against the target."""
+    """The contract year (service period) to date, judged against the target."""
     note: str = ""
     redundancy: tuple[tuple[tuple[str, ...], int], ...] = field(default=())
+    unknown: tuple[UnknownSpan, ...] = ()
+    before_monitoring: tuple[int, int] | None = None
+    """[from, to) of the period before monitoring began, when the period reaches back that far."""
+    before_policy: Literal["excluded", "unknown"] = "excluded"
+    versions: tuple[VersionRow, ...] = ()
+    year_label: str = ""
+    """The contract year of the verdict: a service period's label, or the calendar year."""
+    grace_ms: int = 0
 
     def availability(self) -> float | None:
         return None if self.figures is None else self.figures.availability(self.policy)
@@ -83,12 +133,28 @@ class SubjectFigures:
             "availability_pct": self.availability(),
             "figures": None if self.figures is None else self.figures.as_dict(),
             "outages": [asdict(o) | {"checks": list(o.checks)} for o in self.outages],
-            "exclusions": [asdict(x) | {"duration_ms": x.end_ms - x.start_ms} for x in self.exclusions],
+            "exclusions": [
+                asdict(x) | {"duration_ms": x.end_ms - x.start_ms, "approvals": list(x.approvals)}
+                for x in self.exclusions
+            ],
+            "unknown": [asdict(u) | {"cause_zh": CAUSE_ZH[u.cause]} for u in self.unknown],
+            "before_monitoring": None
+            if self.before_monitoring is None
+            else {"start_ms": self.before_monitoring[0], "end_ms": self.before_monitoring[1]},
+            "before_monitoring_policy": self.before_policy,
+            "config_versions": [asdict(v) for v in self.versions],
             "checks": list(self.checks),
             "redundancy": [{"checks": list(c), "need": k} for c, k in self.redundancy],
             "verdict": None if self.verdict is None else self.verdict.as_dict(),
+            "year_label": self.year_label,
+            "liveness_grace_ms": self.grace_ms,
             "note": self.note,
         }
+
+
+def approvals_line(span: ExcludedSpan) -> str:
+    parts = [f"{a.party} {a.approver}" for a in span.approvals]
+    return "；".join(parts) if parts else "（未批准）"
 
 
 class Sources:
@@ -99,38 +165,39 @@ class Sources:
         self.config = config
         self.tz: ZoneInfo = config.site.tz
         self.now_ms = now_ms
-        self.gaps = store.agent_gaps(start_ms, min(end_ms, now_ms), now_ms)
-        self.maintenance = MaintenanceSchedule(config.maintenance, self.tz, cli_specs(store))
-        recorded = fm_ledger.list_all(store)
-        # The daemon mirrors the configuration's records into the ledger when it starts; a
-        # record added to the file since then already counts, marked as not yet recorded.
-        names = {x.record.name for x in recorded}
-        pending = [
-            fm_ledger.unrecorded(rec, self.tz, now_ms)
-            for rec in config.availability.force_majeure
-            if rec.name not in names
-        ]
-        self.force_majeure = recorded + pending
+        self.grace_ms = config.agent.grace_ms
+        self.gaps = store.agent_gaps(start_ms, min(end_ms, now_ms), now_ms, self.grace_ms)
+        self.monitoring_start = store.monitoring_start()
+        self.before_policy = config.availability.before_monitoring
+        self.eras = E.eras(store.config_versions(), config)
+        # Every occurrence, counted or not: pending and late ones are listed, not counted.
+        self.spans = excluded_spans(store, self.tz, start_ms, end_ms, now_ms)
+        self.effective = [s for s in self.spans if s.effective]
+
+    # -------------------------------------------------------------- ranges
+
+    def measured_from(self, start_ms: int) -> int:
+        """Where measuring starts: under policy "excluded" not before monitoring began."""
+        if self.before_policy != "excluded":
+            return start_ms
+        first = self.monitoring_start if self.monitoring_start is not None else self.now_ms
+        return max(start_ms, first)
+
+    def before_span(self, start_ms: int, end_ms: int) -> tuple[int, int] | None:
+        first = self.monitoring_start if self.monitoring_start is not None else self.now_ms
+        hi = min(end_ms, first, self.now_ms)
+        return (start_ms, hi) if hi > start_ms else None
+
+    # -------------------------------------------------------------- timelines
 
     def exclusions_for(
         self, system: str | None, check: str, start_ms: int, end_ms: int
     ) -> list[av.Exclusion]:
-        out = [
-            av.Exclusion(s, e, "maintenance", w.name, w.approved_by, w.reason)
-            for s, e, w in self.maintenance.covering(start_ms, end_ms, system, check)
-        ]
-        out += [
-            av.Exclusion(
-                max(x.start_ms, start_ms),
-                min(x.end_ms, end_ms),
-                "force_majeure",
-                x.record.name,
-                x.record.approved_by,
-                x.record.reason,
-            )
-            for x in self.force_majeure
-            if x.covers(system) and x.start_ms < end_ms and x.end_ms > start_ms
-        ]
+        out = []
+        for x in self.effective:
+            s, e = max(x.start_ms, start_ms), min(x.end_ms, end_ms)
+            if s < e and x.covers(system, check):
+                out.append(av.Exclusion(s, e, x.kind, x.name, approvals_line(x), x.reason))
         return out
 
     def timeline(self, system: str | None, check: str, start_ms: int, end_ms: int) -> list[av.Segment]:
@@ -150,27 +217,67 @@ class Sources:
         self, system: str | None, checks: Sequence[str], start_ms: int, end_ms: int
     ) -> list[ExclusionRow]:
         rows: dict[tuple[str, str, int], ExclusionRow] = {}
-        for check in checks:
-            for w in self.maintenance.windows(start_ms, end_ms, system, check):
-                rows.setdefault(
-                    ("maintenance", w.name, w.start_ms),
-                    ExclusionRow(
-                        "maintenance", w.name, w.start_ms, w.end_ms, w.reason, w.approved_by, w.ticket
-                    ),
-                )
-        for x in self.force_majeure:
-            if x.covers(system) and x.start_ms < end_ms and x.end_ms > start_ms:
-                rows[("force_majeure", x.record.name, x.start_ms)] = ExclusionRow(
-                    "force_majeure",
-                    x.record.name,
+        for x in self.spans:
+            if x.start_ms >= end_ms or x.end_ms <= start_ms:
+                continue
+            if not any(x.covers(system, c) for c in checks):
+                continue
+            rows.setdefault(
+                (x.kind, x.name, x.start_ms),
+                ExclusionRow(
+                    x.kind,
+                    x.name,
                     x.start_ms,
                     x.end_ms,
-                    x.record.reason,
-                    x.record.approved_by,
-                    None,
-                    x.created_by,
-                )
+                    x.reason,
+                    approvals_line(x),
+                    x.ticket,
+                    x.recorded_by,
+                    x.recorded_ms,
+                    x.late,
+                    x.effective,
+                    tuple(asdict(a) for a in x.approvals),
+                ),
+            )
         return sorted(rows.values(), key=lambda r: (r.start_ms, r.name))
+
+    def unknown_spans(
+        self, timeline: Sequence[av.Segment], planned: Sequence[tuple[int, int]]
+    ) -> list[UnknownSpan]:
+        """The unknown planned time of a timeline, cut where its cause changes."""
+        cuts: list[tuple[int, int]] = []
+        for seg in timeline:
+            if seg.category != av.UNKNOWN:
+                continue
+            for ps, pe in planned:
+                s, e = max(seg.start, ps), min(seg.end, pe)
+                if s < e:
+                    cuts.append((s, e))
+        first = self.monitoring_start if self.monitoring_start is not None else self.now_ms
+        out: list[UnknownSpan] = []
+        for s, e in cuts:
+            points = {s, e}
+            for gs, ge in self.gaps:
+                for p in (gs, ge):
+                    if s < p < e:
+                        points.add(p)
+            if s < first < e:
+                points.add(first)
+            bounds = sorted(points)
+            for a, b in zip(bounds, bounds[1:], strict=False):
+                cause: UnknownCause
+                if a < first:
+                    cause = "before_monitoring"
+                elif any(gs <= a < ge for gs, ge in self.gaps):
+                    cause = "agent_down"
+                else:
+                    cause = "probe"
+                if out and out[-1].end_ms == a and out[-1].cause == cause:
+                    prev = out.pop()
+                    out.append(UnknownSpan(prev.start_ms, b, b - prev.start_ms, cause))
+                else:
+                    out.append(UnknownSpan(a, b, b - a, cause))
+        return out
 
     def link_faults(self, outages: Sequence[av.Outage], system: str | None) -> tuple[OutageRow, ...]:
         if not outages:
@@ -199,44 +306,155 @@ class Sources:
         return tuple(out)
 
 
+# ------------------------------------------------------------------------------ systems
+
+
 def critical_checks(config: Config, system: str) -> list[str]:
+    """Today's file's critical checks of a system (what `sentinel check`-style listings show);
+    figures use the configuration in force (`eras`)."""
     return [c.name for c in config.checks if c.system == system and c.availability_critical and c.enabled]
 
 
-def _system_timeline(
-    src: Sources, system: System, checks: Sequence[str], start_ms: int, end_ms: int
-) -> list[av.Segment]:
-    timelines = {c: src.timeline(system.name, c, start_ms, end_ms) for c in checks}
+def system_timeline(src: Sources, view: E.SystemView, start_ms: int, end_ms: int) -> list[av.Segment]:
+    timelines = {c: src.timeline(view.name, c, start_ms, end_ms) for c in view.critical}
     parts: list[list[av.Segment]] = []
     grouped: set[str] = set()
-    for g in system.redundancy:
-        members = [timelines[c] for c in g.checks if c in timelines]
-        grouped.update(g.checks)
+    for checks, need in view.redundancy:
+        members = [timelines[c] for c in checks if c in timelines]
+        grouped.update(checks)
         if members:
-            parts.append(av.compose(members, k=min(g.need, len(members))))
+            parts.append(av.compose(members, k=min(need, len(members))))
     parts += [tl for c, tl in timelines.items() if c not in grouped]
     return av.compose(parts)
 
 
-def _year_verdict(
-    src: Sources,
-    system: System | None,
-    target: float,
-    policy: Policy,
-    start_ms: int,
-    timeline_of: Any,
-) -> av.Verdict | None:
-    tz = src.tz
-    y0, y1 = _year_bounds(tz, start_ms)
+@dataclass
+class _Measured:
+    """A subject measured over a range, era by era."""
+
+    figures: av.Figures | None = None
+    unknown: list[UnknownSpan] = field(default_factory=list)
+    versions: list[VersionRow] = field(default_factory=list)
+    checks: list[str] = field(default_factory=list)
+    view: E.SystemView | None = None
+    """The system as configured in the last era of the range that has it."""
+
+
+def _add(a: av.Figures | None, b: av.Figures | None) -> av.Figures | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a + b
+
+
+def _before_figures(src: Sources, schedule_of: Any, start_ms: int, end_ms: int) -> av.Figures | None:
+    """The planned time before monitoring began, as a Figures carrying only that amount."""
+    span = src.before_span(start_ms, end_ms)
+    if span is None:
+        return None
+    planned = 0
+    for a, b, era in E.overlapping(src.eras, *span):
+        schedule = schedule_of(era)
+        if schedule is not None:
+            planned += sum(e - s for s, e in av.planned_spans(schedule, src.tz, a, b))
+    if not planned:
+        return None
+    return av.Figures(0, 0, 0, 0, 0, 0, (), planned)
+
+
+def _system_schedule(name: str) -> Any:
+    def schedule_of(era: E.Era) -> Any:
+        v = era.systems.get(name)
+        return None if v is None or not v.critical else v.schedule
+
+    return schedule_of
+
+
+def _check_schedule(check: str) -> Any:
+    def schedule_of(era: E.Era) -> Any:
+        if check not in era.check_system:
+            return None
+        system = era.check_system[check]
+        v = era.systems.get(system) if system is not None else None
+        return v.schedule if v is not None else "7x24"
+
+    return schedule_of
+
+
+def _measure_system(src: Sources, name: str, start_ms: int, end_ms: int) -> _Measured:
+    m = _Measured()
+    lo = src.measured_from(start_ms)
+    for a, b, era in E.overlapping(src.eras, lo, min(end_ms, src.now_ms)):
+        view = era.systems.get(name)
+        if view is None:
+            continue
+        m.view = view
+        m.versions.append(VersionRow(era.version_id, era.hash, a, b))
+        m.checks += [c for c in view.critical if c not in m.checks]
+        if not view.critical:
+            continue
+        tl = system_timeline(src, view, a, b)
+        if not tl:
+            continue
+        planned = av.planned_spans(view.schedule, src.tz, a, b)
+        m.figures = _add(m.figures, av.figures(tl, planned))
+        m.unknown += src.unknown_spans(tl, planned)
+    if m.figures is not None:
+        before = _before_figures(src, _system_schedule(name), start_ms, end_ms)
+        if before is not None:
+            m.figures = (
+                m.figures + before if src.before_policy == "excluded" else _with_before(m.figures, before)
+            )
+    return m
+
+
+def _with_before(fig: av.Figures, before: av.Figures) -> av.Figures:
+    """Policy "unknown": the time before monitoring is already in `unknown_ms`; only say how much."""
+    return av.Figures(
+        fig.planned_ms,
+        fig.maintenance_ms,
+        fig.force_majeure_ms,
+        fig.available_ms,
+        fig.unavailable_ms,
+        fig.unknown_ms,
+        fig.outages,
+        fig.before_monitoring_ms + before.before_monitoring_ms,
+    )
+
+
+def _year(src: Sources, at_ms: int) -> tuple[Period, float | None]:
+    """The contract year containing `at_ms` and its target override (service period's)."""
+    period = contract_year(src.config.contract, src.tz, at_ms)
+    return period, (period.service.target if period.service is not None else None)
+
+
+def _verdict(
+    src: Sources, name: str, target: float, policy: Policy, start_ms: int, measure: Any, schedule_of: Any
+) -> tuple[av.Verdict | None, str]:
+    year, _ = _year(src, start_ms)
+    y0, y1 = year.start_ms, year.end_ms
     if src.now_ms <= y0:
-        return None
-    schedule = system.schedule if system is not None else "7x24"
-    tl = timeline_of(y0, min(y1, src.now_ms))
-    if not tl:
-        return None
-    fig = av.figures(tl, av.planned_spans(schedule, tz, y0, y1))
-    year_planned = sum(e - s for s, e in av.planned_spans(schedule, tz, y0, y1))
-    return av.verdict(fig, year_planned, y0, src.now_ms, tz, target, policy)
+        return None, year.label
+    m: _Measured = measure(src, name, y0, min(y1, src.now_ms))
+    if m.figures is None:
+        return None, year.label
+    # The whole year's planned time, from when measuring starts; the future by the configuration
+    # in force now (the last era runs on).
+    lo = src.measured_from(y0)
+    year_planned = 0
+    for a, b, era in E.overlapping(src.eras, lo, y1):
+        schedule = schedule_of(era)
+        if schedule is not None:
+            year_planned += sum(e - s for s, e in av.planned_spans(schedule, src.tz, a, b))
+    return av.verdict(m.figures, year_planned, lo, src.now_ms, src.tz, target, policy), year.label
+
+
+def _target(src: Sources, view: E.SystemView | None, fallback: float, start_ms: int) -> float:
+    _, override = _year(src, start_ms)
+    if override is not None:
+        return override
+    return view.target if view is not None else fallback
 
 
 def system_figures(
@@ -251,57 +469,106 @@ def system_figures(
 ) -> list[SubjectFigures]:
     """Every (or the named) business system's availability over [start_ms, end_ms)."""
     policy = policy or config.availability.unknown_policy
-    src = Sources(store, config, min(start_ms, _year_start(config, start_ms)), end_ms, now_ms)
+    year_start = contract_year(config.contract, config.site.tz, start_ms).start_ms
+    src = Sources(store, config, min(start_ms, year_start), end_ms, now_ms)
+    names = list(
+        dict.fromkeys([s.name for s in config.systems] + [n for e in src.eras for n in e.system_order])
+    )
     out = []
-    for system in config.systems:
-        if systems is not None and system.name not in systems:
+    for name in names:
+        if systems is not None and name not in systems:
             continue
-        checks = critical_checks(config, system.name)
-        groups = tuple((g.checks, g.need) for g in system.redundancy)
-        if not checks:
+        current = config.system(name)
+        m = _measure_system(src, name, start_ms, end_ms)
+        view = m.view
+        if view is None and current is None:
+            continue
+        target = _target(src, view, current.availability_target if current else 99.5, start_ms)
+        if view is not None:
+            groups = view.redundancy
+        else:
+            assert current is not None  # both None was skipped above
+            groups = tuple((g.checks, g.need) for g in current.redundancy)
+        common: dict[str, Any] = {
+            "before_monitoring": src.before_span(start_ms, end_ms),
+            "before_policy": src.before_policy,
+            "versions": tuple(m.versions),
+            "grace_ms": src.grace_ms,
+            "redundancy": groups,
+        }
+        if m.figures is None:
+            note = (
+                "未配置可用性关键检查项（availability_critical），无法计算可用率"
+                if not m.checks
+                else "期间内尚未开始监控（未监控：监控开始前）"
+            )
             out.append(
                 SubjectFigures(
-                    system.name,
+                    name,
                     "system",
-                    system.availability_target,
+                    target,
                     policy,
                     start_ms,
                     end_ms,
                     None,
-                    note="未配置可用性关键检查项（availability_critical），无法计算可用率",
-                    redundancy=groups,
-                )
+                    note=note,
+                    year_label=_year(src, start_ms)[0].label,
+                    **common,
+                )  # fmt: skip
             )
             continue
-        tl = _system_timeline(src, system, checks, start_ms, end_ms)
-        fig = av.figures(tl, av.planned_spans(system.schedule, src.tz, start_ms, end_ms)) if tl else None
-        verdict = None
-        if with_verdict:
-            verdict = _year_verdict(
-                src,
-                system,
-                system.availability_target,
-                policy,
-                start_ms,
-                lambda a, b, s=system, c=checks: _system_timeline(src, s, c, a, b),
-            )
+        verdict, label = (
+            _verdict(src, name, target, policy, start_ms, _measure_system, _system_schedule(name))
+            if with_verdict
+            else (None, _year(src, start_ms)[0].label)
+        )
         out.append(
             SubjectFigures(
-                system.name,
+                name,
                 "system",
-                system.availability_target,
+                target,
                 policy,
                 start_ms,
                 end_ms,
-                fig,
-                src.link_faults(fig.outages, system.name) if fig else (),
-                tuple(src.exclusion_rows(system.name, checks, start_ms, end_ms)),
-                tuple(checks),
+                m.figures,
+                src.link_faults(m.figures.outages, name),
+                tuple(src.exclusion_rows(name, m.checks, start_ms, end_ms)),
+                tuple(m.checks),
                 verdict,
-                redundancy=groups,
+                unknown=tuple(m.unknown),
+                year_label=label,
+                **common,
             )
         )
     return out
+
+
+# ------------------------------------------------------------------------------- checks
+
+
+def _measure_check(src: Sources, check: str, start_ms: int, end_ms: int) -> _Measured:
+    m = _Measured(checks=[check])
+    lo = src.measured_from(start_ms)
+    for a, b, era in E.overlapping(src.eras, lo, min(end_ms, src.now_ms)):
+        if check not in era.check_system:
+            continue  # not configured (or disabled) then: nothing was measured
+        system = era.check_system[check]
+        view = era.systems.get(system) if system is not None else None
+        m.view = view
+        m.versions.append(VersionRow(era.version_id, era.hash, a, b))
+        tl = src.timeline(system, check, a, b)
+        if not tl:
+            continue
+        planned = av.planned_spans(view.schedule if view is not None else "7x24", src.tz, a, b)
+        m.figures = _add(m.figures, av.figures(tl, planned))
+        m.unknown += src.unknown_spans(tl, planned)
+    if m.figures is not None:
+        before = _before_figures(src, _check_schedule(check), start_ms, end_ms)
+        if before is not None:
+            m.figures = (
+                m.figures + before if src.before_policy == "excluded" else _with_before(m.figures, before)
+            )
+    return m
 
 
 def check_figures(
@@ -315,17 +582,18 @@ def check_figures(
 ) -> SubjectFigures:
     """One check's own availability (OK/WARN up, CRIT down), on its system's planned hours."""
     policy = policy or config.availability.unknown_policy
-    c = config.check_map[check]
-    system = config.system(c.system)
-    target = system.availability_target if system else 99.5
-    src = Sources(store, config, min(start_ms, _year_start(config, start_ms)), end_ms, now_ms)
-    sysname = system.name if system else None
-    tl = src.timeline(sysname, check, start_ms, end_ms)
-    schedule = system.schedule if system else "7x24"
-    fig = av.figures(tl, av.planned_spans(schedule, src.tz, start_ms, end_ms)) if tl else None
-    verdict = _year_verdict(
-        src, system, target, policy, start_ms, lambda a, b: src.timeline(sysname, check, a, b)
-    )
+    c = config.check_map.get(check)
+    current = config.system(c.system) if c is not None else None
+    year_start = contract_year(config.contract, config.site.tz, start_ms).start_ms
+    src = Sources(store, config, min(start_ms, year_start), end_ms, now_ms)
+    m = _measure_check(src, check, start_ms, end_ms)
+    target = _target(src, m.view, current.availability_target if current else 99.5, start_ms)
+    sysname = m.view.name if m.view is not None else (current.name if current else None)
+
+    def measure(src_: Sources, name: str, a: int, b: int) -> _Measured:
+        return _measure_check(src_, check, a, b)
+
+    verdict, label = _verdict(src, check, target, policy, start_ms, measure, _check_schedule(check))
     return SubjectFigures(
         check,
         "check",
@@ -333,19 +601,15 @@ def check_figures(
         policy,
         start_ms,
         end_ms,
-        fig,
-        src.link_faults(fig.outages, sysname) if fig else (),
+        m.figures,
+        src.link_faults(m.figures.outages, sysname) if m.figures else (),
         tuple(src.exclusion_rows(sysname, [check], start_ms, end_ms)),
         (check,),
         verdict,
+        unknown=tuple(m.unknown),
+        before_monitoring=src.before_span(start_ms, end_ms),
+        before_policy=src.before_policy,
+        versions=tuple(m.versions),
+        year_label=label,
+        grace_ms=src.grace_ms,
     )
-
-
-def _year_bounds(tz: ZoneInfo, start_ms: int) -> tuple[int, int]:
-    """The contract (calendar) year containing `start_ms`, in the site's time zone."""
-    year = parse_period(str(datetime.fromtimestamp(start_ms / 1000, tz).year), tz)
-    return year.start_ms, year.end_ms
-
-
-def _year_start(config: Config, start_ms: int) -> int:
-    return _year_bounds(config.site.tz, start_ms)[0]

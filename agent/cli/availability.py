@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 from zoneinfo import ZoneInfo
 
-from agent.cli.output import at_ms, print_json, with_iso_times
+from agent.cli.output import at_ms, evidence_stamp, key_text, print_json, with_iso_times
 
 if TYPE_CHECKING:
     from agent.availability.gather import SubjectFigures
@@ -35,8 +35,9 @@ def add_parser(sub: Any) -> None:
     a.add_argument("--check", help="one check's own availability instead of the systems'")
     a.add_argument(
         "--period",
-        help="2026, 2026-11, 2026-Q4, 2026-W48, 2026-11-23 or FROM..TO in the site's time zone "
-        "(default: this year so far)",
+        help="2026, 2026-11, 2026-Q4, 2026-W48, 2026-11-23, FROM..TO in the site's time zone, "
+        "service (the current service period) or service:2026 "
+        "(default: the current service period, or this year where none is configured)",
     )
     a.add_argument("--policy", choices=["unavailable", "excluded"], help="override unknown_policy")
     a.add_argument("--at", help="compute as of this local time 'YYYY-MM-DD HH:MM' (default: now)")
@@ -71,6 +72,8 @@ def _local(ms: int, tz: ZoneInfo) -> str:
 def render_text(
     items: Sequence[SubjectFigures], period: Period, tz: ZoneInfo, now_ms: int, head: str | None
 ) -> str:
+    from agent.availability.gather import CAUSE_ZH
+
     out: list[str] = []
     for it in items:
         title = "业务系统" if it.kind == "system" else "检查项"
@@ -99,12 +102,23 @@ def render_text(
             f"  两种口径: 未知计为不可用 {_pct(f.availability_pct)}；未知不计入 "
             f"{_pct(f.availability_excluded_pct)}（本报告采用: {POLICY_ZH[it.policy]}）",
         ]
+        bm = f.before_monitoring_ms
+        if it.before_monitoring is not None:
+            a, b = it.before_monitoring
+            how = "不计入计划运行时间" if it.before_policy == "excluded" else "计为未知时间"
+            out.append(
+                f"  未监控：监控开始前 {_local(a, tz)} ~ {_local(b, tz)}，其中计划时间 {hms(bm)}"
+                f"（{how}，availability.before_monitoring: {it.before_policy}）"
+            )
         v = it.verdict
+        year = it.year_label or "日历年"
         if v is not None:
             status = "—" if v.passed is None else ("达标" if v.passed else "未达标")
-            out.append(f"  年度结论: {status}（年初至今 {_pct(v.availability_pct)}，目标 {v.target_pct:g}%）")
+            out.append(
+                f"  年度结论（{year}）: {status}（至今 {_pct(v.availability_pct)}，目标 {v.target_pct:g}%）"
+            )
             line = (
-                f"  可用时间余量: 全年允许 {hms(v.allowed_ms)}，已用 {hms(v.used_ms)}，"
+                f"  可用时间余量: 全期允许 {hms(v.allowed_ms)}，已用 {hms(v.used_ms)}，"
                 f"剩余 {hms(v.remaining_ms)}"
             )
             if v.exhausted:
@@ -120,13 +134,29 @@ def render_text(
                 f"    {_local(o.start_ms, tz)} ~ {_local(o.end_ms, tz)}  {hms(o.duration_ms)}  "
                 f"{','.join(o.checks)}{fault}{cause}"
             )
+        out.append(f"  未知时间明细（{len(it.unknown)} 段，代理心跳宽限 {it.grace_ms / 1000:g} 秒）:")
+        for u in it.unknown:
+            out.append(
+                f"    {_local(u.start_ms, tz)} ~ {_local(u.end_ms, tz)}  {hms(u.duration_ms)}  "
+                f"{CAUSE_ZH[u.cause]}"
+            )
         out.append(f"  排除记录（{len(it.exclusions)} 条）:")
         for x in it.exclusions:
             kind = "计划维护" if x.kind == "maintenance" else "不可抗力"
+            state = "已生效" if x.effective else "待双方批准，不排除"
+            late = "  事后补录" if x.late else ""
+            recorded = f"  登记 {_local(x.recorded_ms, tz)} {x.recorded_by or ''}" if x.recorded_ms else ""
             out.append(
                 f"    {kind} {x.name}  {_local(x.start_ms, tz)} ~ {_local(x.end_ms, tz)}  "
-                f"原因: {x.reason}  批准: {x.approved_by}"
+                f"原因: {x.reason}  批准: {x.approved_by}  [{state}]{late}{recorded}"
             )
+        if it.versions:
+            shown = "；".join(
+                f"版本 {r.version_id if r.version_id is not None else '（当前文件）'}"
+                f"{' ' + r.hash[:12] if r.hash else ''} {_local(r.start_ms, tz)} ~ {_local(r.end_ms, tz)}"
+                for r in it.versions
+            )
+            out.append(f"  生效配置: {shown}")
         out.append("")
     out.append(f"计算时间 {_local(now_ms, tz)}" + (f"；证据链头 {head}" if head else ""))
     return "\n".join(out)
@@ -179,13 +209,17 @@ def write_csv(items: Sequence[SubjectFigures], tz: ZoneInfo, stream: TextIO) -> 
 
 def run(config: Config, args: argparse.Namespace) -> int:
     from agent.availability.gather import check_figures, system_figures
-    from agent.clock.periods import PeriodError, parse_period
+    from agent.clock.periods import PeriodError, contract_year, resolve_period
     from agent.store.db import Store
 
     tz = config.site.tz
     try:
         now_ms = at_ms(args.at, tz)
-        period = parse_period(args.period or str(datetime.fromtimestamp(now_ms / 1000, tz).year), tz)
+        # Default: the contract year so far (the service period containing now, else this year).
+        if args.period:
+            period = resolve_period(args.period, tz, config.contract, now_ms)
+        else:
+            period = contract_year(config.contract, tz, now_ms)
     except (PeriodError, ValueError) as exc:
         print(f"sentinel: {exc}", file=sys.stderr)
         return 2
@@ -206,14 +240,16 @@ def run(config: Config, args: argparse.Namespace) -> int:
                 store, config, period.start_ms, period.end_ms, now_ms, args.system, args.policy
             )
         head = _evidence_head(store)
+        stamp = evidence_stamp(store)
     finally:
         store.close()
     if args.json:
-        print_json(as_json(items, period, tz, now_ms, head))
+        print_json(as_json(items, period, tz, now_ms, head) | {"evidence": stamp})
     elif args.csv:
         write_csv(items, tz, sys.stdout)
     else:
         print(render_text(items, period, tz, now_ms, head))
+        print(f"证据链密钥指纹 {key_text(stamp['key_id'])}")  # the head is on the line above
     return 0
 
 

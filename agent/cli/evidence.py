@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from agent.cli.output import at_ms, fmt_time, iso, print_json
+from agent.cli.output import at_ms, fmt_time, iso, key_text, print_json
 
 if TYPE_CHECKING:
     from agent.config.schema import Config
@@ -22,11 +22,14 @@ def add_parser(sub: Any) -> None:
         "verify",
         help="recompute the evidence hash chain; name the first broken link (exit 1)",
         description="Recompute every evidence chain (results, interval and run logs, fault events, "
-        "maintenance and exclusion ledgers, pruning checkpoints) and check that the intervals and "
-        "agent runs availability reads agree with their logs. Exit 0 intact, 1 broken.",
+        "maintenance and exclusion ledgers, approvals, configuration versions, pruning checkpoints) "
+        "and check that the intervals and agent runs availability reads agree with their logs. Every "
+        "write seals what it wrote, so a row without a link is named too. Uses storage.evidence_key "
+        "or the key file next to the store (<store>.key). Exit 0 intact, 1 broken.",
     )
     v.add_argument(
-        "--period", help="only rows of this period: 2026, 2026-11, 2026-Q4, 2026-11-23 or FROM..TO"
+        "--period",
+        help="only rows of this period: 2026, 2026-11, 2026-Q4, 2026-11-23, FROM..TO, service, service:2026",
     )
     v.add_argument("--json", action="store_true", help="print the result as JSON")
     e = sub.add_parser("evidence", help="evidence for the acceptance committee")
@@ -37,7 +40,11 @@ def add_parser(sub: Any) -> None:
         description="Write a zip with the period's chained rows, what availability is computed from, "
         "the agent's figures, a README (中文/English) and verify.py (Python standard library only).",
     )
-    x.add_argument("--period", required=True, help="2026, 2026-11, 2026-Q4, 2026-11-23 or FROM..TO")
+    x.add_argument(
+        "--period",
+        required=True,
+        help="2026, 2026-11, 2026-Q4, 2026-11-23, FROM..TO, service or service:2026",
+    )
     x.add_argument("--out", type=Path, required=True, help="archive to write, e.g. evidence-2026.zip")
     x.add_argument("--at", help="compute the figures as of this local time 'YYYY-MM-DD HH:MM' (default: now)")
     x.add_argument("--json", action="store_true", help="print what was written as JSON")
@@ -74,9 +81,10 @@ class Progress:
 def _period(config: Config, text: str | None) -> Span:
     if not text:
         return None, None, None
-    from agent.clock.periods import parse_period
+    from agent.cli.output import now_ms
+    from agent.clock.periods import resolve_period
 
-    p = parse_period(text, config.site.tz)
+    p = resolve_period(text, config.site.tz, config.contract, now_ms())
     return p.label, p.start_ms, p.end_ms
 
 
@@ -94,9 +102,11 @@ def run(config: Config, args: argparse.Namespace) -> int:
 
 
 def _key(config: Config) -> bytes | None:
-    from agent.store.evidence import load_key
+    """The key the store's writers use (configured, or the key file next to the store); a
+    reader never creates one."""
+    from agent.store.evidence import evidence_key
 
-    return load_key(getattr(config.storage, "evidence_key", None))
+    return evidence_key(config.storage, create=False)
 
 
 Span = tuple[str | None, int | None, int | None]
@@ -120,6 +130,8 @@ def _verify(args: argparse.Namespace, config: Config, period: Span) -> int:
                 "ok": rep.ok,
                 "period": label,
                 "keyed": rep.keyed,
+                "key_id": rep.key_id,
+                "legacy_keyless": rep.legacy_keyless,
                 "head": head.digest_hex if head else None,
                 "head_sealed_at": iso(head.sealed_at_ms, config.site.tz) if head else None,
                 "rows_checked": rep.rows,
@@ -143,20 +155,13 @@ def _verify(args: argparse.Namespace, config: Config, period: Span) -> int:
     print(f"{'TABLE':22} {'ROWS':>10} {'LINKED':>10} {'UNSEALED':>9} {'PRUNED':>10}")
     for t in rep.tables:
         print(f"{t.table:22} {t.rows:>10} {t.sealed:>10} {t.unsealed:>9} {t.pruned:>10}")
-    print(
-        f"{rep.rows} rows in {elapsed:.1f} s ({rate:,.0f} rows/s); HMAC key: {'yes' if rep.keyed else 'no'}"
-    )
+    print(f"{rep.rows} rows in {elapsed:.1f} s ({rate:,.0f} rows/s)")
+    print(f"密钥指纹 / key id: {key_text(rep.key_id)}")
     if head is not None:
         print(
             f"链头 / chain head: {head.digest_hex} "
             f"(sealed {fmt_time(head.sealed_at_ms, config.site.tz)}, {head.rows} rows)"
         )
-    for t in rep.tables:
-        if t.unsealed and t.problem is None:
-            print(
-                f"note: {t.table}: {t.unsealed} newest row(s) not sealed yet "
-                "(the agent seals them with its next batch)"
-            )
     if rep.ok:
         print("结论 / result: 完整 INTACT")
         return 0
@@ -169,6 +174,7 @@ def _verify(args: argparse.Namespace, config: Config, period: Span) -> int:
 def _export(args: argparse.Namespace, config: Config, period: Span) -> int:
     from agent.reports.export import export
     from agent.store.db import Store
+    from agent.store.evidence import key_path, stored_key_id
 
     label, start, end = period
     assert label is not None and start is not None and end is not None
@@ -179,6 +185,7 @@ def _export(args: argparse.Namespace, config: Config, period: Span) -> int:
         return 2
     store = Store(config.storage.path, readonly=True)
     done = export(store, config, label, start, end, now, args.out)
+    kid = stored_key_id(store.db)
     if args.json:
         print_json(
             {
@@ -187,6 +194,7 @@ def _export(args: argparse.Namespace, config: Config, period: Span) -> int:
                 "rows": done.rows,
                 "tables": dict(done.tables),
                 "head": done.head.digest_hex if done.head is not None else None,
+                "key_id": kid,
                 "computed_at": iso(now, config.site.tz),
             }
         )
@@ -194,7 +202,12 @@ def _export(args: argparse.Namespace, config: Config, period: Span) -> int:
     print(
         f"wrote {done.path}: {done.rows} rows ({', '.join(f'{k} {v}' for k, v in done.tables.items() if v)})"
     )
-    if done.head is not None:
-        print(f"链头 / chain head: {done.head.digest_hex}")
+    print(f"链头 / chain head: {done.head.digest_hex if done.head is not None else '尚未建立'}")
+    print(f"密钥指纹 / key id: {key_text(kid)}")
+    if kid:
+        where = (
+            "FILE (storage.evidence_key)" if config.storage.evidence_key else key_path(config.storage.path)
+        )
+        print(f"the chain is HMAC-keyed: its key holder adds --key-file {where} to verify.py")
     print(f"check it anywhere with: unzip {done.path.name} -d evidence && python3 -I evidence/verify.py")
     return 0

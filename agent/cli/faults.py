@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -63,11 +62,13 @@ def add_parser(sub: Any) -> None:
         "resolved (cause and measures) and closed by people.",
     )
     fs = f.add_subparsers(dest="faults_command", metavar="ACTION", required=True)
-    lst = fs.add_parser("list", help="list faults (with this year's overdue counts)")
+    lst = fs.add_parser("list", help="list faults (with the contract year's overdue counts)")
     lst.add_argument("--open", action="store_true", help="only faults not closed yet")
     lst.add_argument("--level", type=int, choices=[1, 2, 3, 4], help="only this level (1 = 一级)")
     lst.add_argument(
-        "--period", help="only faults that started in 2026, 2026-11, 2026-11-23 or 2026-11-01..2026-11-30"
+        "--period",
+        help="only faults that started in 2026, 2026-11, 2026-11-23, 2026-11-01..2026-11-30, "
+        "service (the current service period) or service:2026",
     )
     lst.add_argument("--json", action="store_true", help="print JSON instead of a table")
     show = fs.add_parser("show", help="one fault with every field and its history")
@@ -139,7 +140,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
     action = args.faults_command
     try:
         if action == "list":
-            start, end = period_ms(args.period, tz)
+            start, end = period_ms(args.period, tz, config)
             rows = F.list_faults(store.db, args.open, args.level, start, end)
             if args.json:
                 print_json([fault_json(r, tz) for r in rows])
@@ -263,13 +264,14 @@ def _print_fault(fault: Fault, tz: ZoneInfo) -> None:
 
 
 def _overdue_line(config: Config, store: Store) -> None:
-    """This year's overdue faults against the contract's limits (a major breach when reached)."""
+    """The contract year's overdue faults (the service period containing now, else this calendar
+    year) against its limits (a major breach when reached)."""
+    from agent.clock.periods import contract_year
     from agent.faults import records as F
 
-    year = datetime.now(config.site.tz).year
-    start, end = period_ms(str(year), config.site.tz)
-    counts = F.overdue_counts(store.db, start or 0, end or 0)
-    limits = config.faults.yearly_limits
+    period = contract_year(config.contract, config.site.tz, now_ms())
+    counts = F.overdue_counts(store.db, period.start_ms, period.end_ms)
+    limits = period.limits_or(config.faults.yearly_limits)
     parts = []
     for level in sorted(set(limits) | set(counts)):
         n = counts.get(level, 0)
@@ -278,4 +280,10 @@ def _overdue_line(config: Config, store: Store) -> None:
         if limit and n >= limit:
             text += " 已达重大违约上限"
         parts.append(text)
-    print(f"{year} 年超时故障：" + ("，".join(parts) if parts else "无"))
+    # "2026 年" as before; a service period by its label; a calendar year cut by one, by its days.
+    head = (
+        f"{period.year} 年"
+        if period.label.isdigit()
+        else (period.label if period.service else period.describe()) + " "
+    )
+    print(f"{head}超时故障：" + ("，".join(parts) if parts else "无"))

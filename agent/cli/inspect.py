@@ -88,9 +88,9 @@ def run(config: Config, args: argparse.Namespace) -> int:
     worst = int(max((r.status for _, r in rows), default=0))
     now_ms = int(time.time() * 1000)
 
-    from agent.store.db import Store
+    from agent.cli.output import writer
 
-    store = Store(config.storage.path)
+    store = writer(config)
     try:
         try:
             archived = _write_report(config, store, rows, args.reason, now_ms)

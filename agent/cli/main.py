@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    cfg = sub.add_parser("config", help="configuration commands: validate")
+    cfg = sub.add_parser("config", help="configuration commands: validate, history")
     cfg_sub = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     v = cfg_sub.add_parser(
         "validate",
@@ -101,6 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
         "and line. Exit code 0 when valid, 2 otherwise.",
     )
     v.add_argument("--json", action="store_true", help="print the result (and every problem) as JSON")
+    h = cfg_sub.add_parser(
+        "history",
+        help="the configuration versions the agent put in force, when, and what changed",
+        description="Every agent start records the effective configuration (secrets only as "
+        "references) in the evidence-chained store; availability for any instant uses the version "
+        "in force then. This lists the versions, from when to when each was in force, and the "
+        "changed key paths.",
+    )
+    h.add_argument("--json", action="store_true", help="print JSON")
+    h.add_argument("--all", action="store_true", help="show every changed key path")
 
     r = sub.add_parser("report", help="write an inspection report, or list the archived ones")
     r_sub = r.add_subparsers(dest="report_kind", metavar="KIND", required=True)
@@ -113,11 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
         notifications,
         reports,
         ssh,
+        store,
     )
     from agent.cli import inspect as cli_inspect
 
     reports.add_parser(r_sub)
-    for group in (faults, notifications, maintenance, availability, exclusions, ssh, cli_inspect, evidence):
+    groups = (faults, notifications, maintenance, availability, exclusions, ssh, cli_inspect, evidence, store)
+    for group in groups:
         group.add_parser(sub)
 
     comp = sub.add_parser(
@@ -182,12 +194,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "inspect": _lazy("inspect"),
         "verify": _lazy("evidence"),
         "evidence": _lazy("evidence"),
+        "store": _lazy("store"),
     }
     from agent.clock.periods import PeriodError
+    from agent.store.evidence import KeyFileError
 
     try:
         return handlers[args.command](config, args)
-    except PeriodError as exc:
+    except (PeriodError, KeyFileError) as exc:
         print(f"sentinel: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
@@ -227,6 +241,8 @@ def _cmd_completion(parser: argparse.ArgumentParser, args: argparse.Namespace) -
 
 
 def _cmd_config(config: Config, args: argparse.Namespace) -> int:
+    if args.config_command == "history":
+        return _lazy("config_history")(config, args)
     from agent.notify import preflight
 
     # Channels are checked without sending: a robot URL in the wrong variable shows up now,
@@ -270,6 +286,7 @@ def _cmd_run(config: Config, args: argparse.Namespace) -> int:
     from agent.runtime.daemon import Daemon, limit_malloc_arenas
     from agent.runtime.health import ListenError
     from agent.store.db import StoreLocked
+    from agent.store.evidence import KeyFileError
 
     limit_malloc_arenas()
     logs.setup(config.agent.log_level, config.agent.log_file, config.agent.log_json, config.site.tz)
@@ -278,6 +295,10 @@ def _cmd_run(config: Config, args: argparse.Namespace) -> int:
     except StoreLocked as exc:
         print(f"sentinel: {exc}", file=sys.stderr)
         return 1
+    except KeyFileError as exc:
+        # Exit 2: restarting cannot fix a key file that is too open or missing.
+        print(f"sentinel: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except ListenError as exc:
         # Exit 2 like a configuration error: the unit's RestartPreventExitStatus=2 keeps systemd
         # from restarting into the same busy address every few seconds.
@@ -332,9 +353,9 @@ def _cmd_status(config: Config, args: argparse.Namespace) -> int:
     finally:
         store.close()
     last = runs[-1] if runs else None
-    running = last is not None and (
-        last.stopped_ts is None
-        and datetime.now(UTC).timestamp() * 1000 - last.heartbeat_ts < 3 * config.agent.heartbeat * 1000
+    # The liveness rule availability and the reports use: alive up to heartbeat + grace.
+    running = last is not None and last.alive(
+        int(datetime.now(UTC).timestamp() * 1000), config.agent.grace_ms
     )
     if args.json:
         agent_info: dict[str, Any] = {"running": False}
@@ -345,6 +366,7 @@ def _cmd_status(config: Config, args: argparse.Namespace) -> int:
                 "started_at": iso(last.started_ts, tz),
                 "last_heartbeat_at": iso(last.heartbeat_ts, tz),
                 "stopped_at": iso(last.stopped_ts, tz),
+                "liveness_grace_s": config.agent.grace_ms / 1000,
             }
         print_json(
             {

@@ -45,8 +45,16 @@ def run(config: Config, args: argparse.Namespace) -> int:
             print_json([with_iso_times(dataclasses.asdict(r), tz) for r in rows])
             return 0
         print_table(
-            ["ID", "CREATED", "CHANNEL", "EVENT", "STATUS", "TRIES", "NEXT/DELIVERED",
-             "SUBJECT / LAST ERROR"],  # fmt: skip
+            [
+                "ID",
+                "CREATED",
+                "CHANNEL",
+                "EVENT",
+                "STATUS",
+                "TRIES",
+                "NEXT/DELIVERED",
+                "SUBJECT / LAST ERROR",
+            ],  # fmt: skip
             [
                 [
                     str(r.id),

@@ -183,17 +183,42 @@ def actor(args: argparse.Namespace) -> str:
 
 
 def writer(config: Config) -> Store:
-    """A writable store for the commands that change something."""
+    """A writable store for the commands that change something, with the evidence key: what
+    it writes is sealed in the same transaction, whether an agent runs or not. The first writer
+    of a new store creates the key (`<store>.key`); `KeyFileError` when it cannot be used."""
     from agent.store.db import Store
+    from agent.store.evidence import evidence_key
 
-    return Store(config.storage.path)
+    return Store(config.storage.path, evidence_key=evidence_key(config.storage, create=True))
 
 
-def period_ms(text: str | None, tz: ZoneInfo) -> tuple[int | None, int | None]:
-    """A period (see agent.clock.periods) in the site's zone -> UTC ms; (None, None) when not given."""
+def key_text(key_id: str | None) -> str:
+    """The evidence key as people see it: its fingerprint (never the key), or why there is none."""
+    if key_id:
+        return key_id
+    return "未使用密钥（旧存储）" if key_id == "" else "尚未封存"
+
+
+def evidence_stamp(store: Store) -> dict[str, str | None]:
+    """What a figure was computed from: the evidence chain head and the fingerprint of the key
+    that sealed it ("" a legacy store sealed without a key; None nothing sealed yet)."""
+    from agent.store import evidence
+
+    head = evidence.head(store.db)
+    return {"head": None if head is None else head.digest_hex, "key_id": evidence.stored_key_id(store.db)}
+
+
+def period_ms(
+    text: str | None, tz: ZoneInfo, config: Config | None = None, at: int | None = None
+) -> tuple[int | None, int | None]:
+    """A period (see agent.clock.periods) in the site's zone -> UTC ms; (None, None) when not given.
+    With `config`, the service-period forms too (`service` = the one containing `at`, default now)."""
     if not text:
         return None, None
-    from agent.clock.periods import parse_period
+    from agent.clock.periods import parse_period, resolve_period
 
-    p = parse_period(text, tz)
+    if config is None:
+        p = parse_period(text, tz)
+    else:
+        p = resolve_period(text, tz, config.contract, now_ms() if at is None else at)
     return p.start_ms, p.end_ms

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from agent.cli.output import at_ms, fmt_time, iso, print_json, print_table
 
 if TYPE_CHECKING:
+    from agent.clock.periods import Period
     from agent.config.schema import Config
     from agent.reports.archive import ArchivedReport
     from agent.store.db import Store
@@ -26,7 +27,8 @@ HELP = {
     "monthly": "monthly inspection report (月度巡检报告), default: last month",
     "quarterly": "quarterly inspection and risk assessment (季度巡检), default: last quarter",
     "yearly": "yearly operations report (年度运维报告), default: last year",
-    "acceptance": "availability acceptance report (验收报告), PDF by default, default: last year",
+    "acceptance": "availability acceptance report (验收报告), PDF by default, default: the last complete "
+    "service period (contract.service_periods), or last year where none is configured",
 }
 
 
@@ -35,7 +37,8 @@ def add_parser(report_subparsers: Any) -> None:
         p = report_subparsers.add_parser(kind, help=HELP[kind], description=HELP[kind])
         p.add_argument(
             "--period",
-            help="2026, 2026-Q4, 2026-11, 2026-W48, 2026-11-23 or FROM..TO in the site's time zone",
+            help="2026, 2026-Q4, 2026-11, 2026-W48, 2026-11-23 or FROM..TO in the site's time zone; "
+            "service (the current service period), service:2026 or service:2026-04-14",
         )
         if kind == "daily":
             p.add_argument("--date", type=date.fromisoformat, help="same as --period YYYY-MM-DD")
@@ -88,11 +91,36 @@ class _Bar:
             print(line, file=sys.stderr, flush=True)
 
 
-def _build(config: Config, store: Store, kind: str, label: str, now_ms: int, late: bool) -> dict[str, Any]:
-    from agent.clock.periods import parse_period
+def default_acceptance_period(config: Config, now_ms: int) -> tuple[Period, str | None]:
+    """The acceptance report's period when none is given: the last complete service period;
+    none complete yet, the current one (the report says it is not over); no service period
+    configured (or none begun), last calendar year. The second value is a note for the user."""
+    from agent.clock.periods import current_service_period, last_complete_service_period, parse_period
 
     tz = config.site.tz
-    period = parse_period(label, tz)
+    contract = config.contract
+    done = last_complete_service_period(contract, tz, now_ms)
+    if done is not None:
+        return done, None
+    current = current_service_period(contract, tz, now_ms)
+    if current is not None:
+        return current, (
+            f"没有已结束的服务期：验收报告取当前服务期 {current.describe()}（尚未结束，统计至现在）/ "
+            "no service period has ended yet: the current one, not over, up to now"
+        )
+    today = datetime.fromtimestamp(now_ms / 1000, tz).date()
+    last_year = parse_period(default_period("acceptance", today), tz)
+    if not contract.service_periods:
+        return last_year, None
+    return last_year, (
+        f"没有已开始的服务期：验收报告取 {last_year.label} 年 / "
+        "no service period has begun yet: the last calendar year"
+    )
+
+
+def _build(
+    config: Config, store: Store, kind: str, period: Period, now_ms: int, late: bool
+) -> dict[str, Any]:
     long = period.end - period.start > timedelta(days=31)
     progress = _Bar(f"{kind} {period.label}") if long or sys.stderr.isatty() else None
     if kind == "daily":
@@ -111,7 +139,7 @@ def _build(config: Config, store: Store, kind: str, label: str, now_ms: int, lat
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
-    from agent.clock.periods import PeriodError
+    from agent.clock.periods import PeriodError, resolve_period
     from agent.store.db import Store
 
     kind = args.report_kind
@@ -129,7 +157,18 @@ def run(config: Config, args: argparse.Namespace) -> int:
         label = args.date.isoformat()
     if getattr(args, "year", None):
         label = str(args.year)
-    label = label or default_period(kind, today)
+    try:
+        if label:
+            period = resolve_period(label, tz, config.contract, now_ms)
+        elif kind == "acceptance":
+            period, note = default_acceptance_period(config, now_ms)
+            if note:
+                print(f"sentinel: {note}", file=sys.stderr)
+        else:
+            period = resolve_period(default_period(kind, today), tz, config.contract, now_ms)
+    except PeriodError as exc:
+        print(f"sentinel: {exc}", file=sys.stderr)
+        return 2
     lang = args.lang or getattr(config.reports, "lang", "zh")
     try:
         store = Store(config.storage.path, readonly=True)
@@ -137,7 +176,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
         print(f"sentinel: {exc}", file=sys.stderr)
         return 1
     try:
-        data = _build(config, store, kind, label, now_ms, bool(args.late))
+        data = _build(config, store, kind, period, now_ms, bool(args.late))
     except (PeriodError, ValueError) as exc:
         print(f"sentinel: {exc}", file=sys.stderr)
         return 2
@@ -185,11 +224,12 @@ def _writer(config: Config) -> Store | None:
     """A writable store for report_runs, or None (read-only medium, store busy)."""
     import sqlite3
 
-    from agent.store.db import Store
+    from agent.cli.output import writer
+    from agent.store.evidence import KeyFileError
 
     try:
-        return Store(config.storage.path)
-    except (OSError, sqlite3.Error) as exc:
+        return writer(config)
+    except (OSError, sqlite3.Error, KeyFileError) as exc:
         print(f"sentinel: the report is written but not recorded in the store: {exc}", file=sys.stderr)
         return None
 
@@ -206,9 +246,9 @@ def _send(config: Config, archived: ArchivedReport) -> int:
         return 1
     import time
 
-    from agent.store.db import Store
+    from agent.cli.output import writer
 
-    store = Store(config.storage.path)
+    store = writer(config)
     try:
         # Queued at the real time even with --at: a row due "as of" a future --at would wait.
         try:

@@ -53,6 +53,7 @@ DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 DEFAULT_MAX_MESSAGE_BYTES = 20 * 1024 * 1024
 """Encoded size; many hospital relays (and Exchange's default) refuse more than 20–25 MB."""
 
+
 def parse_addresses(value: str) -> list[tuple[str, str]]:
     """'张工 <zhang@h.cn>, li@h.cn' -> [(display name, addr-spec), …]; ValueError if malformed."""
     # Imported here: the e-mail header machinery is large, and most validations have no address.

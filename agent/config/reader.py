@@ -319,4 +319,3 @@ class _Walk:
         except TypeError:
             return (key.tag, key.value)
         return value
-

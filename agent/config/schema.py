@@ -26,11 +26,13 @@ from pydantic import (
     model_validator,
 )
 
+from agent.config.backup import StoreBackup
 from agent.config.base import FAULT_LEVELS, Model
 from agent.config.channels import ChannelSettings
+from agent.config.contract import Contract
 from agent.config.errors import ConfigError, Problem, format_path
 from agent.config.reader import read_file, read_yaml
-from agent.config.windows import WindowSpec, parse_local_datetime
+from agent.config.windows import Approvals, WindowSpec, both_parties, legacy_approved_by, parse_local_datetime
 from probes import registry
 from probes.settings import Duration, Secret, SecretRef
 from probes.thresholds import Threshold
@@ -89,7 +91,10 @@ class Storage(Model):
     raw_retention: Duration = 31 * 86400.0
     """Raw results older than this are pruned (hourly roll-ups stay)."""
     evidence_key: SecretRef | None = None
-    """HMAC key of the evidence chain ('${ENV}' or 'file:/path'); set before the first run."""
+    """HMAC key of the evidence chain ('${ENV}' or 'file:/path'). Unset: the agent creates a
+    random key at its first start in a 0600 file next to the store (`<store>.key`)."""
+    backup: StoreBackup | None = None
+    """Online copies of the store, verified after copying (`sentinel store backup`)."""
 
 
 class Schedule(Model):
@@ -165,7 +170,17 @@ class ForceMajeure(Model):
     systems: tuple[str, ...] = ()
     """Empty: every system of the site."""
     reason: str = Field(min_length=1)
-    approved_by: str = Field(min_length=1)
+    approvals: Approvals
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, v: Any) -> Any:
+        return legacy_approved_by(v)
+
+    @field_validator("approvals")
+    @classmethod
+    def _both(cls, v: Approvals) -> Approvals:
+        return both_parties(v)
 
     @field_validator("start", "end", mode="before")
     @classmethod
@@ -183,6 +198,9 @@ class Availability(Model):
     unknown_policy: Literal["unavailable", "excluded"] = "unavailable"
     """How unknown time (agent down, probe could not run, no data) enters the figure. Both
     figures are always shown; this one is the verdict's."""
+    before_monitoring: Literal["excluded", "unknown"] = "excluded"
+    """Time before monitoring began (未监控：监控开始前): left out of planned time (default), or
+    counted as unknown time under `unknown_policy`. Stated in every figure."""
     force_majeure: tuple[ForceMajeure, ...] = ()
 
 
@@ -322,11 +340,20 @@ class Agent(Model):
     workers: int = Field(64, ge=1, le=512)
     """Probe threads; a hung probe holds one until its driver gives up."""
     heartbeat: Duration = 10.0
+    liveness_grace: Duration | None = None
+    """A run that recorded no stop is alive up to its last heartbeat plus this grace, then the
+    time is unknown (agent down). Unset: three heartbeats."""
     listen: str | None = None
     """host:port of the agent's own /healthz endpoint; unset = no endpoint."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_file: Path | None = None
     log_json: bool = False
+
+    @property
+    def grace_ms(self) -> int:
+        """The liveness grace in ms: one rule for availability, status, reports and verify.py."""
+        grace = self.liveness_grace if self.liveness_grace is not None else 3 * float(self.heartbeat)
+        return int(round(float(grace) * 1000))
 
     @field_validator("listen")
     @classmethod
@@ -381,8 +408,14 @@ def _default_levels() -> dict[int, LevelConfig]:
     return {
         1: LevelConfig(respond=600, restore=1800, warn_before=300, remind_every=600),
         2: LevelConfig(respond=1800, restore=7200, warn_before=1800, remind_every=1800),
-        3: LevelConfig(respond=3600, restore=14400, working_time=True, warn_before=1800, remind_every=3600,
-                       report_within=172800),
+        3: LevelConfig(
+            respond=3600,
+            restore=14400,
+            working_time=True,
+            warn_before=1800,
+            remind_every=3600,
+            report_within=172800,
+        ),
         4: LevelConfig(respond=7200, restore=None, working_time=True, warn_before=1800, remind_every=14400),
     }
 
@@ -494,6 +527,7 @@ class Config(Model):
     notifications: Notifications = Notifications()
     maintenance: tuple[WindowSpec, ...] = ()
     availability: Availability = Availability()
+    contract: Contract = Contract()
     # Later capabilities add their own sections here; existing files stay valid because every
     # new section has defaults.
 
@@ -506,6 +540,28 @@ class Config(Model):
             if s.name == name:
                 return s
         return None
+
+    def canonical(self) -> tuple[str, str]:
+        """The effective configuration as canonical JSON (sorted keys, no spaces; secrets as
+        their references, never their values) and its SHA-256: what a start records."""
+        import hashlib
+        import json
+
+        data = self.model_dump(mode="json", by_alias=True, serialize_as_any=True)
+        text = json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        return text, hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    @model_validator(mode="after")
+    def _windows_approved(self) -> Config:
+        # A window written in the file counts as recorded when the file is first loaded, with
+        # both parties' approval written next to it (经双方认定).
+        for i, w in enumerate(self.maintenance):
+            if w.approvals is None or not w.approvals.both:
+                raise ValueError(
+                    f"maintenance[{i}] ({w.name}): a window in the configuration needs "
+                    "approvals: {甲方: 姓名, 乙方: 姓名}"
+                )
+        return self
 
 
 # --------------------------------------------------------------------------------------
@@ -1001,7 +1057,12 @@ def _resolve_paths(config: Config, base: Path) -> Config:
 
     return config.model_copy(
         update={
-            "storage": config.storage.model_copy(update={"path": fix(config.storage.path)}),
+            "storage": config.storage.model_copy(
+                update={
+                    "path": fix(config.storage.path),
+                    "backup": config.storage.backup.resolved(base) if config.storage.backup else None,
+                }
+            ),
             "reports": config.reports.model_copy(update={"output_dir": fix(config.reports.output_dir)}),
             "agent": config.agent.model_copy(
                 update={"log_file": fix(config.agent.log_file) if config.agent.log_file else None}

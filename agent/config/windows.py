@@ -8,7 +8,15 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from agent.config.base import Model
 from probes.settings import Duration
@@ -27,6 +35,8 @@ _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 _HHMM = re.compile(r"^(\d{1,2}):(\d{2})$")
 _LOCAL_DT = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+
+
 def parse_hhmm(v: Any) -> str:
     if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1440:
         # YAML 1.1 reads an unquoted 22:00 as the base-60 number 1320.
@@ -136,8 +146,6 @@ def compile_cron(expr: str) -> CronTrigger:
         raise ValueError(f"invalid cron expression {expr!r}: {exc}") from None
 
 
-
-
 TimeOfDay = Annotated[str, BeforeValidator(parse_hhmm)]
 """'HH:MM' in site time, normalised to two-digit hours."""
 RecurringDuration = Annotated[Duration, AfterValidator(recurring_duration)]
@@ -174,15 +182,61 @@ class Monthly(Model):
         return v
 
 
+PARTIES = ("甲方", "乙方")
+"""The two parties whose agreement (经双方认定) lets a window or record exclude time: the
+hospital (甲方) and the vendor (乙方)."""
+
+
+class Approvals(Model):
+    """Who approved, per party. Written in YAML as `approvals: {甲方: 信息科王主任, 乙方: 张工}`."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", arbitrary_types_allowed=True, hide_input_in_errors=True,
+        populate_by_name=True,
+    )  # fmt: skip
+
+    hospital: str | None = Field(None, alias="甲方", min_length=1)
+    vendor: str | None = Field(None, alias="乙方", min_length=1)
+
+    def by_party(self) -> dict[str, str]:
+        """{party: approver} of the parties that approved."""
+        return {p: n for p, n in (("甲方", self.hospital), ("乙方", self.vendor)) if n}
+
+    @property
+    def both(self) -> bool:
+        return bool(self.hospital and self.vendor)
+
+    @model_validator(mode="after")
+    def _two_people(self) -> Approvals:
+        # One person signing for both sides is not an agreement of two parties.
+        if self.hospital and self.vendor and self.hospital.strip() == self.vendor.strip():
+            raise ValueError(
+                f"甲方 and 乙方 must be approved by two different people (both are {self.hospital.strip()!r})"
+            )
+        return self
+
+
+def legacy_approved_by(v: Any) -> Any:
+    """`approved_by` (one name) was replaced by `approvals` (one per party): say how to write it."""
+    if isinstance(v, dict) and "approved_by" in v:
+        raise ValueError(
+            "approved_by was replaced by approvals: {甲方: 姓名, 乙方: 姓名}: excluded time needs the "
+            "approval of both parties (经双方认定)"
+        )
+    return v
+
 
 class WindowSpec(Model):
-    """One maintenance window, one-off or recurring, as configured or added from the CLI."""
+    """One maintenance window, one-off or recurring, as configured or added from the CLI.
+
+    `approvals` is written in the configuration file (both parties required there); a window
+    added from the CLI carries its approvals in the store's approvals ledger instead."""
 
     name: str = Field(min_length=1)
     systems: list[str] = []
     checks: list[str] = []
     reason: str
-    approved_by: str
+    approvals: Approvals | None = None
     ticket: str | None = None
     # one-off
     start: datetime | None = None
@@ -195,12 +249,19 @@ class WindowSpec(Model):
     valid_from: date | None = None
     valid_until: date | None = None
 
-    @field_validator("reason", "approved_by")
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, v: Any) -> Any:
+        return legacy_approved_by(v)
+
+    @field_validator("reason")
     @classmethod
     def _not_blank(cls, v: str, info: ValidationInfo) -> str:
         if not v.strip():
-            what = "why the window is needed" if info.field_name == "reason" else "who approved it"
-            raise ValueError(f"{info.field_name} must not be empty: say {what} (it is printed in reports)")
+            raise ValueError(
+                f"{info.field_name} must not be empty: say why the window is needed "
+                "(it is printed in reports)"
+            )
         return v.strip()
 
     @field_validator("systems", "checks")
@@ -293,3 +354,11 @@ class WindowSpec(Model):
     @property
     def recurring(self) -> bool:
         return self.start is None
+
+
+def both_parties(v: Approvals) -> Approvals:
+    """Validator: both 甲方 and 乙方 approved (a record written in the configuration file)."""
+    missing = [p for p, n in (("甲方", v.hospital), ("乙方", v.vendor)) if not n]
+    if missing:
+        raise ValueError(f"approvals need both parties (经双方认定); missing: {', '.join(missing)}")
+    return v

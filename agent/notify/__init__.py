@@ -91,4 +91,3 @@ def preflight(settings: Channel) -> list[str]:
         except DeliveryError as exc:
             problems.append(exc.reason)
     return problems
-

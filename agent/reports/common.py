@@ -34,7 +34,13 @@ def chain_head(store: Store) -> dict[str, Any] | None:
     head = evidence.head(store.db)
     if head is None:
         return None
-    return {"digest_hex": head.digest_hex, "sealed_at_ms": head.sealed_at_ms, "rows": head.rows}
+    return {
+        "digest_hex": head.digest_hex,
+        "sealed_at_ms": head.sealed_at_ms,
+        "rows": head.rows,
+        # The fingerprint of the key that sealed the chain (never the key itself).
+        "key_id": evidence.stored_key_id(store.db),
+    }
 
 
 def header(
@@ -62,5 +68,7 @@ def header(
         "generated_ms": now_ms,
         "late": late,
         "policy": config.availability.unknown_policy,
+        "before_monitoring_policy": config.availability.before_monitoring,
+        "liveness_grace_ms": config.agent.grace_ms,
         "chain_head": chain_head(store),
     }

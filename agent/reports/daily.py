@@ -190,14 +190,8 @@ def _stale_after_ms(cfg: Any) -> int:
 def _agent_gaps(
     config: Config, store: Store, runs: Sequence[AgentRun], *, start: int, end: int, now: int
 ) -> list[tuple[int, int]]:
-    gaps = list(store.agent_gaps(start, end, now))
-    # agent_gaps() trusts a run without a stop record up to `now`; a run whose heartbeat went
-    # silent long ago (killed, host frozen) has been dead since its last heartbeat.
-    if runs and runs[-1].stopped_ts is None:
-        last = runs[-1]
-        silent_after = int(float(config.agent.heartbeat) * 3000) + 60_000
-        if now - last.heartbeat_ts > silent_after:
-            gaps.append((max(last.heartbeat_ts, start), min(now, end)))
+    # The one liveness rule (heartbeat + agent.grace_ms), the same as availability and status.
+    gaps = store.agent_gaps(start, end, now, config.agent.grace_ms)
     return _merge((max(s, start), min(e, end)) for s, e in gaps)
 
 

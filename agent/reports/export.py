@@ -37,8 +37,13 @@ class Exported:
 def _availability(
     store: Store, config: Config, start_ms: int, end_ms: int, now_ms: int
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Per system: what the stdlib script needs to recompute the figure, and the agent's own."""
+    """Per system: what the stdlib script needs to recompute the figure, and the agent's own.
+
+    A system is exported era by era (the configuration in force: its critical checks, redundancy
+    groups, planned spans and the approved exclusion spans of each check), so verify.py applies
+    the same configuration history the agent did without knowing it."""
     from agent.availability import compute as av
+    from agent.availability import eras as eras_
     from agent.availability import gather as avs
 
     stop = min(end_ms, now_ms)
@@ -47,32 +52,51 @@ def _availability(
         f.subject: f for f in avs.system_figures(store, config, start_ms, end_ms, now_ms, with_verdict=False)
     }
     systems = []
-    for system in config.systems:
-        checks = avs.critical_checks(config, system.name)
-        fig = figures.get(system.name)
-        excl = {
-            c: [
-                [x.start_ms, x.end_ms, x.kind, x.name]
-                for x in src.exclusions_for(system.name, c, start_ms, stop)
-            ]
-            for c in checks
-        }
-        agent = fig.figures.as_dict() if fig is not None and fig.figures is not None else None
+    for name, fig in figures.items():
+        eras = []
+        for a, b, era in eras_.overlapping(src.eras, src.measured_from(start_ms), stop):
+            view = era.systems.get(name)
+            if view is None or not view.critical:
+                continue
+            eras.append(
+                {
+                    "start_ms": a,
+                    "end_ms": b,
+                    "config_version": era.version_id,
+                    "config_hash": era.hash,
+                    "checks": list(view.critical),
+                    "groups": [{"checks": list(c), "need": k} for c, k in view.redundancy],
+                    "schedule": view.schedule_json(),
+                    "planned": [list(p) for p in av.planned_spans(view.schedule, config.site.tz, a, b)],
+                    "exclusions": {
+                        c: [[x.start_ms, x.end_ms, x.kind, x.name] for x in src.exclusions_for(name, c, a, b)]
+                        for c in view.critical
+                    },
+                }
+            )
+        agent = fig.figures.as_dict() if fig.figures is not None else None
         if agent is not None:
             agent.pop("outages", None)
         systems.append(
             {
-                "name": system.name,
-                "target_pct": system.availability_target,
-                "checks": checks,
-                "groups": [{"checks": list(g.checks), "need": g.need} for g in system.redundancy],
-                "schedule": system.schedule
-                if isinstance(system.schedule, str)
-                else system.schedule.model_dump(),
-                "planned": [
-                    list(s) for s in av.planned_spans(system.schedule, config.site.tz, start_ms, stop)
+                "name": name,
+                "target_pct": fig.target_pct,
+                "checks": list(fig.checks),
+                "eras": eras,
+                "exclusion_records": [
+                    {
+                        "kind": x.kind,
+                        "name": x.name,
+                        "start_ms": x.start_ms,
+                        "end_ms": x.end_ms,
+                        "effective": x.effective,
+                        "late": x.late,
+                        "recorded_ms": x.recorded_ms,
+                        "recorded_by": x.recorded_by,
+                        "approvals": list(x.approvals),
+                    }
+                    for x in fig.exclusions
                 ],
-                "exclusions": excl,
                 "agent_figures": agent,
             }
         )
@@ -169,7 +193,12 @@ def export(
         counts[t.name] = len(rows)
     if config is not None and config.systems:
         systems, runs = _availability(store, config, start_ms, end_ms, now_ms)
-        manifest["availability"] = {"start_ms": start_ms, "end_ms": end_ms}
+        manifest["availability"] = {
+            "start_ms": start_ms,
+            "end_ms": end_ms,
+            "grace_ms": config.agent.grace_ms,
+            "before_monitoring": config.availability.before_monitoring,
+        }
         files["availability/systems.json"] = json.dumps(systems, ensure_ascii=False, indent=1)
         files["availability/runs.json"] = json.dumps(runs, ensure_ascii=False, indent=1)
         files["availability/figures.csv"] = _figures_csv(systems)

@@ -1,5 +1,6 @@
 """Fault figures for reports: counts by level, type, system and campus; response and recovery
-timeliness; repeat faults; overdue counts against the contract's yearly limits.
+timeliness; repeat faults; overdue counts against the contract's limits over the contract year
+(the service period, or the calendar year where no service period is configured).
 
 A deadline is overdue when the fault's flag says so (set by the daemon's tick) or when the
 timestamps show it (response or recovery after the deadline, or still missing at report
@@ -14,7 +15,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from agent.clock.periods import parse_period
+from agent.clock.periods import Period, contract_year
 from agent.config.schema import Config
 from agent.faults.records import Fault, get_fault, list_faults
 from agent.store import faults as stored
@@ -114,14 +115,16 @@ def _repeats(faults: Sequence[Fault]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (-r["count"], r["by"], r["key"]))
 
 
-def overdue_vs_limits(db: sqlite3.Connection, config: Config, year: int, now_ms: int) -> dict[str, Any]:
-    """Overdue faults of the contract year per level, against `faults.yearly_limits`."""
-    period = parse_period(str(year), config.site.tz)
+def overdue_vs_limits(db: sqlite3.Connection, config: Config, at_ms: int, now_ms: int) -> dict[str, Any]:
+    """Overdue faults per level of the contract year containing `at_ms` (the service period, or
+    the calendar year where none is configured), against that period's `overdue_limits` or
+    else `faults.yearly_limits`. Faults count by the instant they started."""
+    period = contract_year(config.contract, config.site.tz, at_ms)
     faults = list_faults(db, start_ms=period.start_ms, end_ms=period.end_ms)
     counts: Counter[int] = Counter(
         f.level for f in faults if response_overdue(f, now_ms) or restore_overdue(f, now_ms)
     )
-    limits = dict(config.faults.yearly_limits)
+    limits = period.limits_or(config.faults.yearly_limits)
     rows = []
     for level in sorted(LEVEL_ZH):
         limit = limits.get(level)
@@ -129,7 +132,24 @@ def overdue_vs_limits(db: sqlite3.Connection, config: Config, year: int, now_ms:
         rows.append(
             {"level": level, "overdue": n, "limit": limit, "reached": limit is not None and n >= limit}
         )
-    return {"year": year, "levels": rows}
+    return {
+        "year": period.year,
+        "service": period.service is not None,
+        "period": contract_year_dict(period),
+        "levels": rows,
+    }
+
+
+def contract_year_dict(period: Period) -> dict[str, Any]:
+    """The contract year as reports carry it (`service`: a configured service period, whose
+    wording is 服务期 instead of 年度)."""
+    return {
+        "label": period.label,
+        "describe": period.describe(),
+        "start_ms": period.start_ms,
+        "end_ms": period.end_ms,
+        "service": period.service is not None,
+    }
 
 
 def stats(db: sqlite3.Connection, config: Config, start_ms: int, end_ms: int, now_ms: int) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from agent.clock.periods import parse_period
+from agent.clock.periods import contract_year
 from agent.config.schema import Config
 from agent.reports import avail, capacity, common, completion, dbsection, faultstats, risks
 from agent.reports.daily import disk_rows, metric_value
@@ -115,10 +115,11 @@ def build_inspection(
             )
     rank = {"CRIT": 0, "WARN": 1, "UNKNOWN": 2}
     findings.sort(key=lambda f: rank.get(f["status"], 3))
-    year = parse_period(str(datetime.fromtimestamp(now_ms / 1000, tz).year), tz)
+    # The contract year so far: the service period containing now, else the calendar year.
+    year = contract_year(config.contract, tz, now_ms)
     systems = avail.systems(config, store, year.start_ms, year.end_ms, now_ms)
     open_faults = faultstats.still_open(store.db, config, now_ms)
-    overdue = faultstats.overdue_vs_limits(store.db, config, year.year, now_ms)
+    overdue = faultstats.overdue_vs_limits(store.db, config, now_ms, now_ms)
     trend_start = now_ms - TREND_DAYS * 86_400_000
     cap = capacity.trends(config, store, trend_start, now_ms + 1)
     counts = {s: sum(1 for c in checks if c["status"] == s) for s in ("OK", "WARN", "CRIT", "UNKNOWN")}

@@ -2,7 +2,7 @@
 
 Weekly: availability per system, faults by level/type/system/campus, timeliness, repeat
 faults, capacity trends, open findings, next week's risks. Monthly and larger add the
-verdict per system, the outage list, overdue counts against the yearly limits, the
+verdict per system, the outage list, overdue counts against the contract year's limits, the
 inspection task completion rate and charts; quarterly and yearly add the improvement plan
 fields to the risk list.
 """
@@ -72,7 +72,8 @@ def build_periodic(
     sections = SECTIONS[kind]
     systems = avail.systems(config, store, start, end, now_ms, progress=progress)
     fstats = faultstats.stats(store.db, config, start, end, now_ms)
-    overdue = faultstats.overdue_vs_limits(store.db, config, period.year, now_ms)
+    # The contract year containing the period's start, as the verdict's year (agent.availability).
+    overdue = faultstats.overdue_vs_limits(store.db, config, start, now_ms)
     cap = capacity.trends(config, store, start, end)
     done = completion.completion(config, store, start, end, now_ms)
     horizon = HORIZON_DAYS[kind]

@@ -34,6 +34,7 @@ from agent.clock.workcal import WorkCalendar
 from agent.faults.notices import AlertPlanner
 from agent.faults.records import CheckInfo, FaultManager, LevelRule, Policy
 from agent.notify.outbox import Dispatcher
+from agent.runtime import backup as store_backup
 from agent.runtime.checks import build_specs
 from agent.runtime.memory import ProbeMemory
 from agent.runtime.recorder import Recorder
@@ -41,8 +42,7 @@ from agent.runtime.runner import CheckSpec, ProbeRunner
 from agent.store import evidence
 from agent.store.db import Store, acquire_lock
 from agent.windows import exclusions
-from agent.windows.ledger import change_token, cli_specs, sync_config_windows
-from agent.windows.maintenance import MaintenanceSchedule
+from agent.windows.ledger import change_token, muting_schedule, sync_config_windows
 from probes.base import CheckResult, History, Status
 from probes.ssh.conn import SshPool
 
@@ -121,25 +121,33 @@ class Daemon:
                 os.close(self._lock_fd)
                 raise
         # Both connections seal: the writer its batches, the reader the checkpoints of pruning.
-        key = evidence.load_key(config.storage.evidence_key)
+        # The first start creates the key (`<store>.key`, 0600) when none is configured.
+        key = evidence.evidence_key(config.storage, create=True)
         self.store = Store(config.storage.path, evidence_key=key)
         self._reader = Store(config.storage.path, evidence_key=key)
         self._reader_lock = threading.Lock()
         now_ms = self._now_ms()
         checks = [c for c in config.checks if c.enabled]
-        self.store.sync_checks(((c.name, c.kind, c.system) for c in checks), now_ms)
+        builtin = store_backup.builtin_checks(config)  # the store's own backup, when configured
+        self.store.sync_checks([*((c.name, c.kind, c.system) for c in checks), *builtin], now_ms)
         runs = self.store.runs()
         # When the agent was last alive: a report falling due since then was missed and is late.
         self._down_since_ms: int | None = runs[-1].end_ts if runs else None
         self._first_start_ms = runs[0].started_ts if runs else now_ms
         self._report_retry: dict[tuple[str, str], float] = {}
-        self.run_id = self.store.begin_run(now_ms, os.getpid(), socket.gethostname(), __version__)
+        self.run_id = self.store.begin_run(
+            now_ms, os.getpid(), socket.gethostname(), __version__, config.agent.grace_ms
+        )
+        # The configuration in force from now on: availability of this run's time is computed
+        # from it, whatever the file says later.
+        self.store.record_config(now_ms, self.run_id, *config.canonical())
         self.specs: dict[str, CheckSpec] = {s.name: s for s in build_specs(checks)}
         self._system_of = {c.name: c.system for c in checks}
         sync_config_windows(self.store, list(config.maintenance), now_ms)
         exclusions.sync_config(self.store, config.availability.force_majeure, config.site.tz, now_ms)
         self._maint_token = change_token(self.store)
-        self.maintenance = MaintenanceSchedule(config.maintenance, config.site.tz, cli_specs(self.store))
+        # Mutes alerts and faults: windows with one approval, from their recording on.
+        self.maintenance = muting_schedule(self.store, config.site.tz)
         self.recorder = Recorder(
             self.store,
             self.run_id,
@@ -150,7 +158,7 @@ class Daemon:
         self.faults = FaultManager(
             self.store,
             policy_from_config(config),
-            {c.name: check_info(config, c) for c in checks},
+            {c.name: check_info(config, c) for c in checks} | store_backup.fault_checks(config),
             WorkCalendar(config.faults.working_hours, config.site.tz).deadline_ms,
             AlertPlanner(config) if config.notifications.routes else None,
             lambda ts, system, check: self._window_name(ts, check),
@@ -158,13 +166,14 @@ class Daemon:
             clock,
         )
         self.recorder.on_result(self.faults.observe)
+        self.backup = store_backup.BackupJob.create(config, config_path, self.recorder.put, self.store, clock)
         self.dispatcher: Dispatcher | None = None
         if config.notifications.channels:
             # One sender for fault notices and reports (reports carry HTML, images and a PDF).
             from agent.reports.delivery import make_sender
 
             self.dispatcher = Dispatcher(
-                Store(config.storage.path),
+                Store(config.storage.path, evidence_key=key),
                 make_sender(config.notifications.channels),
                 clock,
                 known_channels=config.notifications.channels,
@@ -223,9 +232,7 @@ class Daemon:
         token = change_token(self.store)
         if token != self._maint_token:
             self._maint_token = token
-            self.maintenance = MaintenanceSchedule(
-                self.config.maintenance, self.config.site.tz, cli_specs(self.store)
-            )
+            self.maintenance = muting_schedule(self.store, self.config.site.tz)
             log.info("maintenance windows reloaded")
         self.faults.tick()
         if self.dispatcher is not None:
@@ -324,6 +331,8 @@ class Daemon:
             coalesce=True,
             misfire_grace_time=None,
         )
+        if self.backup is not None:
+            self.backup.schedule(self.scheduler)
         self.scheduler.add_listener(
             self._on_event, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_ERROR
         )
@@ -491,11 +500,22 @@ class Daemon:
         # steady loop allocates constantly, and those scans were a measurable share of its CPU.
         gc.collect()
         gc.freeze()
+        # A signal between the handlers' installation and the scheduler's start finds no running
+        # scheduler to stop; this job, the first to run, honours it (else start() blocks forever).
+        self.scheduler.add_job(self._stop_if_requested, id="stop-if-requested")
         try:
-            self.scheduler.start()
+            if not self._stop_requested.is_set():
+                self.scheduler.start()
         finally:
             self.shutdown()
         return 0
+
+    def _stop_if_requested(self) -> None:
+        if self._stop_requested.is_set():
+            try:
+                self.scheduler.shutdown(wait=False)
+            except SchedulerNotRunningError:
+                pass
 
     def shutdown(self) -> None:
         if self.health is not None:

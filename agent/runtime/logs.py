@@ -19,9 +19,11 @@ TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 def _local(record: logging.LogRecord, tz: tzinfo | None) -> datetime:
     # tz None: the machine's zone, still with its offset written out.
-    return datetime.fromtimestamp(record.created, tz) if tz is not None else datetime.fromtimestamp(
-        record.created
-    ).astimezone()
+    return (
+        datetime.fromtimestamp(record.created, tz)
+        if tz is not None
+        else datetime.fromtimestamp(record.created).astimezone()
+    )
 
 
 class SiteFormatter(logging.Formatter):

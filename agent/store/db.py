@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from agent.state.machine import Change, CheckState
+from agent.store import evidence
 from agent.store import reports as report_runs
 from agent.store.rows import fetch_all, fetch_one, scalar, scan
+from agent.store.versions import ConfigVersion
 from probes.base import CheckResult, Metric, Status
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -305,6 +307,34 @@ _MIGRATIONS: dict[int, str] = {
     CREATE TRIGGER evidence_checkpoints_no_delete BEFORE DELETE ON evidence_checkpoints
         BEGIN SELECT RAISE(ABORT, 'evidence_checkpoints is append-only'); END;
     """,
+    5: """
+    CREATE TABLE approvals(
+        id INTEGER PRIMARY KEY,
+        ledger TEXT NOT NULL,
+        record_id INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        party TEXT NOT NULL,
+        approver TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        os_user TEXT NOT NULL
+    );
+    CREATE INDEX approvals_record ON approvals(ledger, record_id);
+    CREATE TRIGGER approvals_no_update BEFORE UPDATE ON approvals
+        BEGIN SELECT RAISE(ABORT, 'approvals is append-only'); END;
+    CREATE TRIGGER approvals_no_delete BEFORE DELETE ON approvals
+        BEGIN SELECT RAISE(ABORT, 'approvals is append-only'); END;
+    CREATE TABLE config_versions(
+        id INTEGER PRIMARY KEY,
+        ts INTEGER NOT NULL,
+        run_id INTEGER,
+        hash TEXT NOT NULL,
+        config TEXT NOT NULL
+    );
+    CREATE TRIGGER config_versions_no_update BEFORE UPDATE ON config_versions
+        BEGIN SELECT RAISE(ABORT, 'config_versions is append-only'); END;
+    CREATE TRIGGER config_versions_no_delete BEFORE DELETE ON config_versions
+        BEGIN SELECT RAISE(ABORT, 'config_versions is append-only'); END;
+    """,
 }
 
 HOUR_MS = 3_600_000
@@ -364,6 +394,17 @@ class AgentRun:
     def end_ts(self) -> int:
         """When the run is last known to have been alive."""
         return self.stopped_ts if self.stopped_ts is not None else self.heartbeat_ts
+
+    def alive_until(self, now_ms: int, grace_ms: int) -> int:
+        """The liveness rule, one for availability, `status`, reports and verify.py: a stopped
+        run was alive until its stop; a run without a stop until its last heartbeat plus the
+        grace, and not past now."""
+        if self.stopped_ts is not None:
+            return self.stopped_ts
+        return max(self.started_ts, min(now_ms, self.heartbeat_ts + grace_ms))
+
+    def alive(self, now_ms: int, grace_ms: int) -> bool:
+        return self.stopped_ts is None and self.heartbeat_ts + grace_ms >= now_ms
 
 
 class HourlyValue(NamedTuple):
@@ -426,7 +467,8 @@ class Store:
     def __init__(self, path: str | Path, readonly: bool = False, evidence_key: bytes | None = None) -> None:
         self.path = Path(path)
         self.evidence_key = evidence_key
-        """HMAC key of the evidence chain (`storage.evidence_key`); None: plain SHA-256 links."""
+        """HMAC key of the evidence chain (`agent.store.evidence.evidence_key` decides it);
+        None: plain SHA-256 links (a legacy store, or a test's)."""
         if readonly:
             if not self.path.exists():
                 raise FileNotFoundError(f"no store at {self.path}: has the agent run yet?")
@@ -453,9 +495,14 @@ class Store:
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction. Before it commits, the rows it added to the chained tables
+        are sealed into the evidence chain (whoever writes: the agent, a CLI command while no
+        agent runs), so no committed row is ever unsealed; a transaction that added none pays
+        one query."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
+            self._seal(self.db, None)
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
@@ -472,6 +519,12 @@ class Store:
                     f"store {self.path} has schema {current}, newer than this agent ({SCHEMA_VERSION}); "
                     "upgrade the agent"
                 )
+            if 0 < current < SCHEMA_VERSION:
+                # A way back before anything changes: `<store>.pre-migration-v{current}.db`,
+                # copied while this transaction holds the write lock (nothing moves meanwhile).
+                from agent.store.backup import copy_before_migration
+
+                copy_before_migration(self.path, current)
             for version in range(current + 1, SCHEMA_VERSION + 1):
                 for stmt in _statements(_MIGRATIONS[version]):
                     db.execute(stmt)
@@ -511,12 +564,15 @@ class Store:
 
     # ---------------------------------------------------------------- agent runs
 
-    def begin_run(self, now_ms: int, pid: int, host: str, version: str) -> int:
-        """Start a run; close what an earlier run left open at the moment it was last alive."""
+    def begin_run(self, now_ms: int, pid: int, host: str, version: str, grace_ms: int = 0) -> int:
+        """Start a run; close what an earlier run left open at the moment it was last alive.
+
+        The end given to a run that died is the one the liveness rule gave it while it lay dead
+        (last heartbeat + grace, or its last result if later), so a restart moves no figure."""
         with self.tx() as db:
             for run in self._runs(db, "WHERE stopped_ts IS NULL"):
                 last_result = scalar(db, "SELECT max(ts) FROM results WHERE run_id=?", (run.id,))
-                end = max(run.heartbeat_ts, last_result or 0)
+                end = max(run.alive_until(now_ms, grace_ms), min(last_result or 0, now_ms))
                 db.execute("UPDATE agent_runs SET stopped_ts=?, clean=0 WHERE id=?", (end, run.id))
                 self._log_run(db, run.id, "closed", end)
                 self._close_intervals(
@@ -561,9 +617,7 @@ class Store:
         )
 
     def _seal(self, db: sqlite3.Connection, now_ms: int | None) -> None:
-        from agent.store.evidence import seal_safely
-
-        seal_safely(db, self.evidence_key, int(time.time() * 1000) if now_ms is None else now_ms)
+        evidence.seal_safely(db, self.evidence_key, int(time.time() * 1000) if now_ms is None else now_ms)
 
     def heartbeat(self, run_id: int, now_ms: int) -> None:
         with self.tx() as db:
@@ -580,6 +634,19 @@ class Store:
                 db, "UPDATE intervals SET end_ts=max(start_ts, ?) WHERE end_ts IS NULL", (now_ms,)
             )
             self._seal(db, now_ms)
+
+    def record_config(self, now_ms: int, run_id: int | None, text: str, digest: str) -> None:
+        """Record the configuration a start put in force (see agent.store.versions)."""
+        from agent.store import versions
+
+        with self.tx() as db:
+            versions.record(db, now_ms, run_id, text, digest)
+            self._seal(db, now_ms)
+
+    def config_versions(self) -> list[ConfigVersion]:
+        from agent.store import versions
+
+        return versions.all_versions(self.db)
 
     @staticmethod
     def _runs(db: sqlite3.Connection, where: str = "", args: Sequence[Any] = ()) -> list[AgentRun]:
@@ -612,25 +679,21 @@ class Store:
             (end_ms, start_ms),
         )
 
-    def agent_gaps(self, start_ms: int, end_ms: int, now_ms: int) -> list[tuple[int, int]]:
+    def agent_gaps(self, start_ms: int, end_ms: int, now_ms: int, grace_ms: int) -> list[tuple[int, int]]:
         """Spans within [start, end) when no agent run was alive (the agent was not running).
 
-        A run still going (no stop recorded) counts as alive up to `now_ms`; the time before the
-        first run ever is not a gap (there was nothing to monitor yet).
+        One liveness rule (`AgentRun.alive_until`): a run without a recorded stop is alive up to
+        its last heartbeat plus `grace_ms`, never past `now_ms`; after that the agent is down,
+        even while it has not been restarted. The time before the first run is not a gap here:
+        it is "before monitoring began", which availability treats on its own.
         """
         runs = self._runs(self.db)
         if not runs:
             return []
-        spans = []
-        for i, r in enumerate(runs):
-            alive_to = r.stopped_ts
-            if alive_to is None:
-                is_last = i == len(runs) - 1
-                alive_to = now_ms if is_last else r.heartbeat_ts
-            spans.append((r.started_ts, alive_to))
+        spans = [(r.started_ts, r.alive_until(now_ms, grace_ms)) for r in runs]
         gaps = []
         cursor = max(start_ms, runs[0].started_ts)
-        for s, e in spans:
+        for s, e in sorted(spans):
             if s > cursor:
                 gaps.append((cursor, min(s, end_ms)))
             cursor = max(cursor, e)
@@ -639,6 +702,14 @@ class Store:
         if cursor < min(end_ms, now_ms):
             gaps.append((cursor, min(end_ms, now_ms)))
         return [(s, e) for s, e in gaps if e > s and s < end_ms and e > start_ms]
+
+    def monitoring_start(self) -> int | None:
+        """When monitoring began: the first agent run, or the first check registered (a store
+        seeded without runs); None when nothing was ever monitored."""
+        first_run = scalar(self.db, "SELECT min(started_ts) FROM agent_runs")
+        first_seen = scalar(self.db, "SELECT min(first_seen) FROM checks")
+        known = [int(v) for v in (first_run, first_seen) if v is not None]
+        return min(known) if known else None
 
     # ---------------------------------------------------------------- state
 

@@ -2,11 +2,16 @@
 maintenance and exclusion change is linked into a per-table hash chain, so the committee can
 prove nothing was edited, deleted, inserted or reordered after the fact.
 
-Each chained table's rows are linked in id order: h_i = SHA-256(h_{i-1} || canonical(row_i)),
-or HMAC-SHA-256 with `storage.evidence_key`; the encoding is documented (and implemented) in
-`agent.evidence_verify_standalone`, the stdlib-only script that ships in every export. Links
-live in `evidence(tbl, id, h)`; `seal` appends the links of new rows inside the writer's own
-transaction (Store.write_batch, begin_run/end_run), so results are never unsealed on disk.
+Each chained table's rows are linked in id order: h_i = HMAC-SHA-256(key, h_{i-1} ||
+canonical(row_i)) (plain SHA-256 only for a store sealed before keys were created); the encoding
+is documented (and implemented) in `agent.store.verify_standalone`, the stdlib-only script that
+ships in every export. Links live in `evidence(tbl, id, h)`; every write transaction
+(`Store.tx`) seals the rows it added before it commits, so no committed row is ever unsealed,
+whichever command wrote it and whether an agent runs or not; `verify` names any unsealed row.
+
+The key is `storage.evidence_key` or, when that is not configured, a random key the first
+writer creates in a 0600 file next to the store (`<store>.key`, see `evidence_key`); the store
+keeps only its fingerprint (`key_id`).
 
 Mutable rows are evidenced through append-only logs written in the same transactions:
 `interval_log` (every interval opened and closed) and `run_log` (agent starts and stops);
@@ -23,13 +28,21 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import secrets
 import sqlite3
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from agent.store.rows import Row, fetch_all, fetch_one, positions, scalar, scan
 from agent.store.verify_standalone import Problem, Walk, canonical, genesis, key_id, link, walk
+from agent.store.windows import orphan_approval
+
+if TYPE_CHECKING:
+    from agent.config.schema import Storage
 
 log = logging.getLogger("sentinel.evidence")
 
@@ -116,6 +129,20 @@ TABLES: tuple[ChainTable, ...] = (
         "ts",
     ),
     ChainTable(
+        "approvals",
+        8,
+        ("id", "ledger", "record_id", "name", "party", "approver", "ts", "os_user"),
+        ("t.id", "t.ledger", "t.record_id", "t.name", "t.party", "t.approver", "t.ts", "t.os_user"),
+        "ts",
+    ),
+    ChainTable(
+        "config_versions",
+        9,
+        ("id", "ts", "run_id", "hash", "config"),
+        ("t.id", "t.ts", "t.run_id", "t.hash", "t.config"),
+        "ts",
+    ),
+    ChainTable(
         "evidence_checkpoints",
         7,
         ("id", "tbl", "first_id", "last_id", "n", "h", "min_ts", "max_ts", "created_ts"),
@@ -140,8 +167,180 @@ def load_key(secret: Any) -> bytes | None:
 
 
 def stored_key_id(db: sqlite3.Connection) -> str | None:
-    row = fetch_one(db, "SELECT value FROM meta WHERE key='evidence_key_id'")
+    """The fingerprint of the key that sealed the chain: "" sealed without a key (a legacy
+    store), None not sealed yet (or a store older than the chain)."""
+    try:
+        row = fetch_one(db, "SELECT value FROM meta WHERE key='evidence_key_id'")
+    except sqlite3.OperationalError:  # no meta table: nothing was ever written
+        return None
     return None if row is None else str(row["value"])
+
+
+# ------------------------------------------------------------------------ the key
+
+
+class KeyFileError(RuntimeError):
+    """The evidence key file cannot be used (too open, unreadable, empty) or is missing for a
+    chain sealed with it. The text names the file, never its content."""
+
+
+KEY_BYTES = 32
+"""Random bytes of a created key; the file holds them as hex text, and the key is that text
+(so `verify.py --key-file <store>.key` and `storage.evidence_key: file:<store>.key` use it
+as is)."""
+
+
+def key_path(store_path: Path) -> Path:
+    """Where the key created for a store lives: next to it, `<store>.key`."""
+    return store_path.with_name(store_path.name + ".key")
+
+
+def evidence_key(storage: Storage, create: bool) -> bytes | None:
+    """The HMAC key every writer and reader of the store at `storage.path` uses.
+
+    `storage.evidence_key` when configured; else the key file next to the store when it
+    exists; else, for a `create`-ing writer (the agent, a CLI command that writes) of a store
+    whose chain is not sealed yet, a new random key written to that file. A store already
+    sealed without a key and no key file (a legacy store) stays keyless (None).
+
+    A writer (`create`) is refused (KeyFileError) a key that is not the one that sealed the
+    chain, or none when the chain's key is nowhere to be found: every row it wrote would stay
+    unsealed. A reader gets what there is, and `verify` reports a mismatch.
+    """
+    path = key_path(storage.path)
+    if storage.evidence_key is not None:
+        key, where = load_key(storage.evidence_key), "storage.evidence_key"
+    else:
+        key, where = _read_key_file(path), str(path)
+    if not create:
+        return key
+    sealed_with = _sealed_key_id(storage.path)
+    if key is None and sealed_with is None:
+        return _create_key_file(path)
+    if key is None and sealed_with:
+        raise KeyFileError(
+            f"the evidence chain of {storage.path} is sealed with key {sealed_with}, but its key file "
+            f"{path} is missing and storage.evidence_key is not set: restore the key file before writing"
+        )
+    if key is not None and sealed_with is not None and key_id(key) != sealed_with:
+        sealed = f"with key {sealed_with}" if sealed_with else "without a key (a legacy store)"
+        raise KeyFileError(
+            f"the evidence chain of {storage.path} is sealed {sealed}, not with the key of {where} "
+            f"(key id {key_id(key)}); a chain is never re-sealed: use the key that sealed it"
+        )
+    return key
+
+
+def _read_key_file(path: Path) -> bytes | None:
+    """The key in `path` (None when there is no such file); refused, like ssh does with a
+    private key, when group or others may access it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise KeyFileError(f"evidence key file {path}: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)  # the file opened, not whatever the path names a moment later
+        if not stat.S_ISREG(st.st_mode):
+            raise KeyFileError(f"evidence key file {path} is not a regular file")
+        # Windows reports emulated mode bits (always group/other readable); NTFS ACLs protect
+        # the file there, as for every other secret file (probes.values.Secret).
+        if os.name != "nt" and st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise KeyFileError(
+                f"evidence key file {path} is accessible by group or others "
+                f"(mode {stat.S_IMODE(st.st_mode):04o}); it must be readable by its owner only: "
+                f"chmod 600 {path}"
+            )
+        chunks = []
+        while chunk := os.read(fd, 4096):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    key = b"".join(chunks).strip()
+    if not key:
+        raise KeyFileError(f"evidence key file {path} is empty")
+    return key
+
+
+def _sealed_key_id(store_path: Path) -> str | None:
+    """`stored_key_id` of the store file, read without creating or migrating it."""
+    if not store_path.exists():
+        return None
+    db = sqlite3.connect(f"{store_path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+    try:
+        db.execute("PRAGMA busy_timeout=10000")
+        return stored_key_id(db)
+    finally:
+        db.close()
+
+
+def _create_key_file(path: Path) -> bytes:
+    """A new random key in `path`, mode 0600 whatever the umask, created atomically: the file
+    appears complete or not at all, and when two first writers race, both use the winner's."""
+    key = secrets.token_hex(KEY_BYTES).encode("ascii")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(tmp, flags, 0o600)
+    try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o600)  # the umask may have taken bits off; never more than 0600
+        os.write(fd, key + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        # link() fails when the name exists: never overwrites a key another writer created.
+        os.link(tmp, path)
+    except FileExistsError:
+        existing = _read_key_file(path)
+        if existing is None:  # removed between link() and the read: a human is at work
+            raise KeyFileError(f"evidence key file {path} appeared and vanished; try again") from None
+        return existing
+    except OSError:
+        # A file system without hard links: the exclusive create is still atomic, the content
+        # follows it (a reader in between sees an empty file and is told so).
+        try:
+            _exclusive_write(path, key)
+        except FileExistsError:
+            existing = _read_key_file(path)
+            if existing is None:
+                raise KeyFileError(f"evidence key file {path} appeared and vanished; try again") from None
+            return existing
+    finally:
+        tmp.unlink(missing_ok=True)
+    sync_dir(path.parent)
+    log.info("evidence key created: %s (key id %s)", path, key_id(key))
+    return key
+
+
+def _exclusive_write(path: Path, key: bytes) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, 0o600)
+    try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o600)
+        os.write(fd, key + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_dir(directory: Path) -> None:
+    """The new name survives a power loss (POSIX: fsync the directory)."""
+    if os.name == "nt":
+        return
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on a directory; the file itself is synced
+    finally:
+        os.close(fd)
 
 
 def _check_key(db: sqlite3.Connection, key: bytes | None) -> None:
@@ -193,11 +392,40 @@ def seal(
     return total
 
 
+def _pending_sql() -> str:
+    # One statement, one flag per table: is its newest row past its sealed head? max(id) of an
+    # INTEGER PRIMARY KEY is a single b-tree descent, so a transaction that added no chained row
+    # (a heartbeat, an outbox update) pays one cheap query for its seal.
+    flags = ", ".join(
+        f"(SELECT max(id) FROM {t.name}) > "
+        f'coalesce((SELECT last_id FROM evidence_heads WHERE tbl={t.code}), 0) AS "{t.name}"'
+        for t in TABLES
+    )
+    return f"SELECT {flags}"
+
+
+_PENDING = _pending_sql()
+
+
+def pending(db: sqlite3.Connection) -> tuple[ChainTable, ...]:
+    """The chained tables holding rows newer than their sealed head."""
+    row = fetch_one(db, _PENDING)
+    return () if row is None else tuple(t for t in TABLES if row[t.name])
+
+
 def seal_safely(db: sqlite3.Connection, key: bytes | None, now_ms: int) -> None:
-    """Seal inside the caller's transaction; a failure never costs the caller's rows."""
+    """Seal inside the caller's transaction; a failure never costs the caller's rows (they
+    stay unsealed, and `verify` names them)."""
+    try:
+        tables = pending(db)
+    except sqlite3.OperationalError as exc:  # a store older than the chain (mid-migration)
+        log.debug("evidence chain not sealed: %s", exc)
+        return
+    if not tables:
+        return
     db.execute("SAVEPOINT evidence_seal")
     try:
-        seal(db, key, now_ms)
+        seal(db, key, now_ms, tables)
     except (KeyMismatch, sqlite3.Error) as exc:
         db.execute("ROLLBACK TO evidence_seal")
         log.error("evidence chain not sealed: %s", exc)
@@ -298,6 +526,13 @@ class VerifyReport:
     problems: list[Problem] = field(default_factory=list)
     head: ChainHead | None = None
     keyed: bool = False
+    key_id: str | None = None
+    """Fingerprint of the key that sealed the chain: "" sealed without a key (a legacy store),
+    None nothing sealed yet."""
+
+    @property
+    def legacy_keyless(self) -> bool:
+        return self.key_id == ""
 
     @property
     def ok(self) -> bool:
@@ -445,20 +680,24 @@ def _verify_table(
     if w.problem is not None:
         rep.problem = w.problem
         return rep
-    head = fetch_one(db, "SELECT last_id, h, sealed_ts FROM evidence_heads WHERE tbl=?", (t.code,))
+    head = fetch_one(db, "SELECT last_id, h FROM evidence_heads WHERE tbl=?", (t.code,))
     if hi is None and head is not None:
-        rep.problem = _check_tail(db, t, w, head, expect - 1)
+        rep.problem = _check_tail(t, w, head, expect - 1)
+    if rep.problem is None and w.unsealed_ids:
+        rep.problem = _unsealed(t, w.unsealed_ids[0])
     return rep
 
 
-SEAL_SLACK_MS = 600_000
-"""A row written after the last seal is dated at most this much before it (a probe's run)."""
+def _unsealed(t: ChainTable, rid: int) -> Problem:
+    # Every writer seals before it commits (Store.tx), so a committed row without a link was
+    # written around the agent (or by a writer that could not seal): nothing vouches for it.
+    return Problem(t.name, rid, "inserted", "row has no link: written without sealing the evidence chain")
 
 
-def _check_tail(db: sqlite3.Connection, t: ChainTable, w: Walk, head: Row, before: int) -> Problem | None:
-    """The end of a chain (`head`: its evidence_heads row): nothing sealed may be missing,
-    nothing unsealed may be old."""
-    last_id, h, sealed_ts = head["last_id"], head["h"], head["sealed_ts"]
+def _check_tail(t: ChainTable, w: Walk, head: Row, before: int) -> Problem | None:
+    """The end of a chain (`head`: its evidence_heads row): nothing sealed may be missing, the
+    head must be the last row's link, and no row may lack a link."""
+    last_id, h = head["last_id"], head["h"]
     ended = w.last_id if w.last_id is not None else before
     sealed_end = ended - len(w.unsealed_ids)
     if sealed_end < last_id:
@@ -470,20 +709,10 @@ def _check_tail(db: sqlite3.Connection, t: ChainTable, w: Walk, head: Row, befor
         )
     if w.last_h is not None and w.sealed and bytes(h) != w.last_h:
         return Problem(t.name, last_id, "edited", "the chain head does not match the row's link")
-    if w.unsealed_ids:
-        if w.unsealed_ids[0] <= last_id:
-            return Problem(
-                t.name, w.unsealed_ids[0], "inserted", "row has no link but the chain was sealed past it"
-            )
-        old = scalar(
-            db,
-            f"SELECT min(id) FROM {t.name} WHERE id >= ? AND {t.ts} < ?",
-            (w.unsealed_ids[0], sealed_ts - SEAL_SLACK_MS),
+    if w.unsealed_ids and w.unsealed_ids[0] <= last_id:
+        return Problem(
+            t.name, w.unsealed_ids[0], "inserted", "row has no link but the chain was sealed past it"
         )
-        if old is not None:
-            return Problem(
-                t.name, old, "inserted", "row has no link and is dated before the chain was last sealed"
-            )
     return None
 
 
@@ -548,30 +777,36 @@ def _ledger_consistency(
     (or edited there) would change the figure without touching the chain.
 
     `fields` reads the compared `columns` of a table row, `logged_fields` the same values
-    from the record the log added."""
-    active: dict[str, tuple[int, Any]] = {}
-    for entry in scan(db, f"SELECT id, action, name, {record_col} AS record FROM {log} ORDER BY id"):
+    from the record the log added. The recording time and who recorded it are compared too:
+    they decide whether a window is late and where a recurring one begins."""
+    active: dict[str, tuple[int, Any, tuple[int, str]]] = {}
+    logged_sql = f"SELECT id, ts, actor, action, name, {record_col} AS record FROM {log} ORDER BY id"
+    for entry in scan(db, logged_sql):
         if entry["action"] == "add":
-            active[entry["name"]] = (entry["id"], json.loads(entry["record"]))
+            active[entry["name"]] = (entry["id"], json.loads(entry["record"]), (entry["ts"], entry["actor"]))
         elif entry["action"] == "remove":
             active.pop(entry["name"], None)
-    for row in scan(db, f"SELECT id, name, {columns} FROM {table} WHERE removed_ts IS NULL ORDER BY id"):
+    rows_sql = (
+        f"SELECT id, name, created_ts, created_by, {columns} FROM {table} "
+        "WHERE removed_ts IS NULL ORDER BY id"
+    )
+    for row in scan(db, rows_sql):
         name = row["name"]
         logged = active.pop(name, None)
         if logged is None:
             return Problem(table, row["id"], "inserted", f"{name!r} is active but {log} never added it")
-        log_id, record = logged
-        if fields(row) != logged_fields(record):
+        log_id, record, recorded = logged
+        if fields(row) != logged_fields(record) or (row["created_ts"], row["created_by"]) != recorded:
             detail = f"{name!r} differs from its {log} entry (row {log_id})"
             return Problem(table, row["id"], "edited", detail)
-    for name, (lid, _rec) in active.items():
+    for name, (lid, _rec, _when) in active.items():
         detail = f"{name!r} is active in {log} (row {lid}) but missing or removed"
         return Problem(table, None, "deleted", detail)
     return None
 
 
 def _ledgers(db: sqlite3.Connection) -> Problem | None:
-    return _ledger_consistency(
+    problem = _ledger_consistency(
         db, "exclusions", "exclusions_log", "record",
         lambda r: (r["start_ts"], r["end_ts"], json.loads(r["systems"]), r["reason"], r["approved_by"]),
         lambda rec: (rec.get("start_ms"), rec.get("end_ms"), rec.get("systems"), rec.get("reason"),
@@ -583,6 +818,18 @@ def _ledgers(db: sqlite3.Connection) -> Problem | None:
         lambda rec: rec,
         "spec",
     )  # fmt: skip
+    if problem is not None:
+        return problem
+    # Approvals are chained, but they name their record by its id in a ledger table that is
+    # not: an approval must still point at a record of its own name.
+    orphan = orphan_approval(db)
+    if orphan is not None:
+        detail = (
+            f"approval of {orphan['name']!r} points at {orphan['ledger']} row {orphan['record_id']}, "
+            "which is missing or holds another record"
+        )
+        return Problem(orphan["ledger"], orphan["record_id"], "edited", detail)
+    return None
 
 
 def verify(
@@ -594,9 +841,8 @@ def verify(
 ) -> VerifyReport:
     """Recompute every chain (or the rows of one period) of the store on `db` and report each
     chain's first break."""
-    rep = VerifyReport(head=head(db))
     stored = stored_key_id(db)
-    rep.keyed = bool(stored)
+    rep = VerifyReport(head=head(db), keyed=bool(stored), key_id=stored)
     if stored is not None and stored != key_id(key):
         detail = (
             "the chain is sealed with an HMAC key: configure storage.evidence_key to verify it"

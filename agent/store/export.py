@@ -68,8 +68,15 @@ def ranges(db: sqlite3.Connection, start_ms: int, end_ms: int) -> dict[str, tupl
                 (end_ms, start_ms),
             )
             out[t.name] = union(in_period, overlapping)
-        elif t.name in ("maintenance_log", "exclusions_log", "evidence_checkpoints"):
-            # Ledgers are small and a window may have been recorded long before it applies.
+        elif t.name in (
+            "maintenance_log",
+            "exclusions_log",
+            "approvals",
+            "config_versions",
+            "evidence_checkpoints",
+        ):
+            # Ledgers are small, a window may have been recorded (or approved) long before or
+            # after the time it applies to, and the configuration in force may date from before.
             out[t.name] = union(span(f"SELECT min(id) AS lo, max(id) AS hi FROM {t.name}", ()))
         else:
             out[t.name] = union(in_period)

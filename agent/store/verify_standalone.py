@@ -243,6 +243,9 @@ def verify_archive(root: str, key: bytes | None) -> tuple[list[str], list[Proble
             w.problem = Problem(
                 name, w.last_id, "deleted", f"rows after {w.last_id} missing (manifest: {t['last_id']})"
             )
+        if w.problem is None and w.unsealed_ids:
+            # Every row that counts is sealed when it is written: one without a link was not.
+            w.problem = Problem(name, w.unsealed_ids[0], "inserted", "row has no link (never sealed)")
         if w.problem is None and t.get("rows") is not None and w.rows != t["rows"]:
             w.problem = Problem(name, None, "deleted", f"{w.rows} rows, manifest says {t['rows']}")
         status = "OK" if w.problem is None else "BROKEN"
@@ -318,17 +321,24 @@ def intervals_from_log(rows: list[list[Any]], now_ms: int) -> dict[str, list[tup
     return out
 
 
-def agent_gaps(runs: list[dict[str, Any]], start: int, end: int, now_ms: int) -> list[tuple[int, int]]:
-    """Time in [start, end) when no agent run was alive (started .. stopped, or last heartbeat)."""
-    alive = []
-    last = max(runs, key=lambda r: r["started_ts"]) if runs else None
-    for r in runs:
-        stop = r["stopped_ts"]
-        if stop is None:
-            stop = now_ms if r is last else r["heartbeat_ts"]
-        alive.append((r["started_ts"], stop))
-    gaps, cursor = [], start
-    for s, e in sorted(alive):
+def alive_until(run: dict[str, Any], now_ms: int, grace_ms: int) -> int:
+    """The liveness rule: a stopped run was alive until its stop; a run without a stop until its
+    last heartbeat plus the grace, never past now (the agent's AgentRun.alive_until)."""
+    if run["stopped_ts"] is not None:
+        return int(run["stopped_ts"])
+    return max(int(run["started_ts"]), min(now_ms, int(run["heartbeat_ts"]) + grace_ms))
+
+
+def agent_gaps(
+    runs: list[dict[str, Any]], start: int, end: int, now_ms: int, grace_ms: int
+) -> list[tuple[int, int]]:
+    """Time in [start, end) when no agent run was alive; before the first run is not a gap
+    (that is "before monitoring began", which the exported eras leave out or count as unknown)."""
+    if not runs:
+        return []
+    alive = sorted((int(r["started_ts"]), alive_until(r, now_ms, grace_ms)) for r in runs)
+    gaps, cursor = [], max(start, alive[0][0])
+    for s, e in alive:
         if e <= cursor:
             continue
         if s >= end:
@@ -338,7 +348,7 @@ def agent_gaps(runs: list[dict[str, Any]], start: int, end: int, now_ms: int) ->
         cursor = max(cursor, e)
     if cursor < end:
         gaps.append((cursor, end))
-    return gaps
+    return [(s, e) for s, e in gaps if e > s]
 
 
 def system_figures(
@@ -388,14 +398,93 @@ def pct(available: int, denominator: int) -> float | None:
     return None if denominator <= 0 else available * 100 / denominator
 
 
+def _approved(record: dict[str, Any]) -> bool:
+    """Both parties approved (经双方认定): only then may a record exclude time."""
+    parties = {a.get("party") for a in record.get("approvals") or []}
+    return {"甲方", "乙方"} <= parties
+
+
+def _chained(root: str, table: str, manifest: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The exported rows of a chained table as dicts by column name (None: not in the archive)."""
+    import os
+
+    for t in manifest.get("tables", []):
+        if t["table"] == table:
+            rows = _load_jsonl(os.path.join(root, t["file"]))
+            return [dict(zip(t["columns"], r, strict=False)) for r in rows]
+    return None
+
+
+def _in_force(config_text: str, system: str) -> tuple[list[str], list[tuple[list[str], int]]]:
+    """A system's critical checks and redundancy groups in a recorded configuration."""
+    data = json.loads(config_text)
+    checks = [
+        c["name"]
+        for c in data.get("checks") or []
+        if c.get("system") == system and c.get("availability_critical") and c.get("enabled", True)
+    ]
+    groups: list[tuple[list[str], int]] = []
+    for s in data.get("systems") or []:
+        if s["name"] == system:
+            groups = [(list(g["checks"]), int(g.get("need", 1))) for g in s.get("redundancy") or []]
+    return checks, groups
+
+
+def _cross_checks(root: str, manifest: dict[str, Any], system: dict[str, Any]) -> list[str]:
+    """What the agent says it applied, checked against the chained rows themselves: every
+    excluded span approved by both parties in the approvals ledger, every era's critical checks
+    and groups those of the configuration version recorded in the chain."""
+    problems: list[str] = []
+    approvals = _chained(root, "approvals", manifest)
+    if approvals is not None:
+        given: dict[tuple[str, str], set[str]] = {}
+        for a in approvals:
+            if a["ts"] <= manifest["generated_ms"]:
+                given.setdefault((a["ledger"], a["name"]), set()).add(a["party"])
+        for era in system.get("eras") or []:
+            for spans in era["exclusions"].values():
+                for _s, _e, kind, name in spans:
+                    ledger = "maintenance" if kind == "maintenance" else "exclusions"
+                    if not {"甲方", "乙方"} <= given.get((ledger, name), set()):
+                        problems.append(
+                            f"{name}: excluded without both approvals in the ledger / 未经双方认定"
+                        )
+    versions = _chained(root, "config_versions", manifest)
+    if versions is not None:
+        by_id = {v["id"]: v for v in versions}
+        for era in system.get("eras") or []:
+            vid = era.get("config_version")
+            if vid is None:
+                continue
+            v = by_id.get(vid)
+            if (
+                v is None
+                or v["hash"] != era.get("config_hash")
+                or hashlib.sha256(v["config"].encode("utf-8")).hexdigest() != v["hash"]
+            ):
+                problems.append(f"configuration version {vid} is not in the chain / 配置版本不在证据链中")
+                continue
+            checks, groups = _in_force(v["config"], system["name"])
+            exported = [(list(g["checks"]), int(g["need"])) for g in era.get("groups", [])]
+            if checks != era["checks"] or groups != exported:
+                problems.append(
+                    f"era from {era['start_ms']}: critical checks differ from configuration {vid}"
+                )
+    return sorted(set(problems))
+
+
 def recompute(root: str, manifest: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """Recompute each system's availability from the exported data; compare with the agent's."""
+    """Recompute each system's availability from the exported data; compare with the agent's.
+
+    Each system comes era by era (the configuration in force then: critical checks, redundancy,
+    planned spans, approved exclusions); the figure is the sum over its eras."""
     import os
 
     avail = manifest.get("availability")
     if not avail:
         return ["(no availability data in this archive)"], []
     start, end, now = avail["start_ms"], avail["end_ms"], manifest["generated_ms"]
+    grace = int(avail.get("grace_ms") or 0)
     ilog = _load_jsonl(os.path.join(root, "data", "interval_log.jsonl"))
     with open(os.path.join(root, "availability", "runs.json"), encoding="utf-8") as f:
         runs = json.load(f)
@@ -403,28 +492,50 @@ def recompute(root: str, manifest: dict[str, Any]) -> tuple[list[str], list[str]
         systems = json.load(f)
     intervals = intervals_from_log(ilog, now)
     stop = min(end, now)
-    gaps = agent_gaps(runs, start, stop, now)
+    gaps = agent_gaps(runs, start, stop, now, grace)
     lines, differ = [], []
     for s in systems:
-        if not s["checks"]:
-            lines.append(f"{s['name']}: — (no availability-critical checks / 未配置可用性关键检查项)")
+        records = {(r["kind"], r["name"]): r for r in s.get("exclusion_records") or []}
+        unapproved = sorted(
+            {
+                name
+                for era in s.get("eras") or []
+                for spans in era["exclusions"].values()
+                for _s, _e, kind, name in spans
+                if not _approved(records.get((kind, name), {}))
+            }
+        )
+        if not s.get("eras"):
+            lines.append(f"{s['name']}: — (nothing measured / 无可计算数据)")
             if s.get("agent_figures"):
                 differ.append(s["name"])
             continue
-        tot = system_figures(s, intervals, gaps, start, stop)
+        tot = {c: 0 for c in CATEGORIES}
+        tot["planned"] = 0
+        for era in s["eras"]:
+            part = system_figures(era, intervals, gaps, era["start_ms"], era["end_ms"])
+            for k, v in part.items():
+                tot[k] += v
         accountable = tot["planned"] - tot[MAINTENANCE] - tot[FORCE_MAJEURE]
         mine = pct(tot[AVAILABLE], accountable)
         agent = s.get("agent_figures") or {}
         same = bool(agent) and all(tot.get(k) == agent.get(k + "_ms") for k in ("planned", *CATEGORIES))
         mark = "same as agent" if same else "DIFFERS from agent"
-        if not same:
+        if unapproved:
+            mark += f"; excluded without both approvals / 未经双方认定: {', '.join(unapproved)}"
+        crossed = _cross_checks(root, manifest, s)
+        if crossed:
+            mark += "; " + "; ".join(crossed)
+        if not same or unapproved or crossed:
             differ.append(s["name"])
         shown = "—" if mine is None else f"{mine:.4f} %"
         sec = {k: f"{v / 1000:.0f} s" for k, v in tot.items()}
+        versions = sorted({str(e.get("config_version")) for e in s["eras"]})
         lines.append(
             f"{s['name']}: {shown} = available {sec[AVAILABLE]} ÷ (planned {sec['planned']}"
             f" − maintenance {sec[MAINTENANCE]} − force majeure {sec[FORCE_MAJEURE]});"
-            f" unavailable {sec[UNAVAILABLE]}, unknown {sec[UNKNOWN]} — {mark}"
+            f" unavailable {sec[UNAVAILABLE]}, unknown {sec[UNKNOWN]}; configuration versions"
+            f" {', '.join(versions)} — {mark}"
         )
     return lines, differ
 

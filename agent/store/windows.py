@@ -1,5 +1,6 @@
 """The two ledgers of excluded time in the store: maintenance windows (`maintenance`,
-`maintenance_log`) and force-majeure records (`exclusions`, `exclusions_log`).
+`maintenance_log`) and force-majeure records (`exclusions`, `exclusions_log`), and the
+approvals of both (`approvals`: one row per party that approved a record, append-only).
 
 A ledger row is never edited or deleted: removal marks it. Every add and remove writes the
 row and its entry in the append-only, evidence-chained log together (here, in the caller's
@@ -26,9 +27,11 @@ def _log_maintenance(db: sqlite3.Connection, ts: int, actor: str, action: str, n
 
 
 def active_window(db: sqlite3.Connection, name: str) -> Row | None:
-    """The active (not removed) window of this name: id, source, spec (JSON)."""
+    """The active (not removed) window of this name: id, source, spec (JSON), created_ts."""
     return fetch_one(
-        db, "SELECT id, source, spec FROM maintenance WHERE name=? AND removed_ts IS NULL", (name,)
+        db,
+        "SELECT id, source, spec, created_ts FROM maintenance WHERE name=? AND removed_ts IS NULL",
+        (name,),
     )
 
 
@@ -60,8 +63,15 @@ def windows(db: sqlite3.Connection, include_removed: bool = False) -> list[Row]:
 
 
 def window_change_token(db: sqlite3.Connection) -> int:
-    """Grows with every window added or removed."""
-    return int(scalar(db, "SELECT coalesce(max(id), 0) FROM maintenance_log"))
+    """Grows with every window added or removed and every approval given: both ids only grow,
+    so their sum moves whenever either table gains a row."""
+    return int(
+        scalar(
+            db,
+            "SELECT (SELECT coalesce(max(id), 0) FROM maintenance_log) "
+            "+ (SELECT coalesce(max(id), 0) FROM approvals)",
+        )
+    )
 
 
 def window_log(db: sqlite3.Connection) -> list[Row]:
@@ -80,8 +90,10 @@ def _log_exclusion(db: sqlite3.Connection, ts: int, actor: str, action: str, nam
 
 
 def active_exclusion(db: sqlite3.Connection, name: str) -> Row | None:
-    """The active (not removed) record of this name: id, source."""
-    return fetch_one(db, "SELECT id, source FROM exclusions WHERE name=? AND removed_ts IS NULL", (name,))
+    """The active (not removed) record of this name: id, source, created_ts."""
+    return fetch_one(
+        db, "SELECT id, source, created_ts FROM exclusions WHERE name=? AND removed_ts IS NULL", (name,)
+    )
 
 
 def add_exclusion(
@@ -164,3 +176,50 @@ def exclusions(db: sqlite3.Connection, include_removed: bool = False) -> list[Ro
 def exclusion_log(db: sqlite3.Connection) -> list[Row]:
     """The append-only change log of the records, oldest first: ts, actor, action, name."""
     return fetch_all(db, "SELECT ts, actor, action, name FROM exclusions_log ORDER BY id")
+
+
+# ------------------------------------------------------------------------------- approvals
+
+
+def add_approval(
+    db: sqlite3.Connection,
+    *,
+    ledger: str,
+    record_id: int,
+    name: str,
+    party: str,
+    approver: str,
+    ts: int,
+    os_user: str,
+) -> int:
+    """Append one party's approval of a record (`ledger`: 'maintenance' or 'exclusions',
+    `record_id`: the id in that table); returns its id."""
+    cur = db.execute(
+        "INSERT INTO approvals(ledger, record_id, name, party, approver, ts, os_user) VALUES(?,?,?,?,?,?,?)",
+        (ledger, record_id, name, party, approver, ts, os_user),
+    )
+    return int(cur.lastrowid or 0)
+
+
+def approvals(db: sqlite3.Connection, ledger: str, record_id: int | None = None) -> list[Row]:
+    """The approvals of one ledger (or of one record of it), oldest first: id, record_id, name,
+    party, approver, ts, os_user."""
+    where, args = ("WHERE ledger=?", (ledger,)) if record_id is None else (
+        "WHERE ledger=? AND record_id=?", (ledger, record_id))  # fmt: skip
+    return fetch_all(
+        db,
+        f"SELECT id, record_id, name, party, approver, ts, os_user FROM approvals {where} ORDER BY ts, id",
+        args,
+    )
+
+
+def orphan_approval(db: sqlite3.Connection) -> Row | None:
+    """The first approval whose record is missing from its ledger table or carries another name
+    (an approval moved onto another record): id, ledger, record_id, name."""
+    return fetch_one(
+        db,
+        "SELECT a.id, a.ledger, a.record_id, a.name FROM approvals a "
+        "LEFT JOIN maintenance m ON a.ledger = 'maintenance' AND m.id = a.record_id "
+        "LEFT JOIN exclusions x ON a.ledger = 'exclusions' AND x.id = a.record_id "
+        "WHERE coalesce(m.name, x.name) IS NOT a.name ORDER BY a.id LIMIT 1",
+    )

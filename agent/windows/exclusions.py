@@ -1,10 +1,13 @@
 """The force-majeure ledger: agreed periods excluded from availability, each with its reason
-and both parties' approval, recorded with who entered it and when.
+and the approvals of both parties (甲方 and 乙方), recorded with who entered it and when.
 
-Records come from the configuration (`availability.force_majeure`) or from
-`sentinel exclusions add`. A record is never edited or deleted: removal marks it, and every
-change is appended to `exclusions_log` (append-only by trigger), so the committee can see
-what was excluded, by whom, and whether that changed after the fact.
+Records come from the configuration (`availability.force_majeure`, mirrored into the ledger
+with both approvals when the agent loads the configuration) or from `sentinel exclusions add`
+(with the recording party's approval; the other party approves with `sentinel exclusions
+approve`). A record is never edited or deleted: removal marks it, and every change is appended
+to `exclusions_log` (append-only by trigger), so the committee can see what was excluded, by
+whom, and whether that changed after the fact. Only a record both parties approved excludes
+time (agent.windows.excluded).
 """
 
 from __future__ import annotations
@@ -12,18 +15,56 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING, Any
 
+from pydantic import Field, field_validator, model_validator
+
+from agent.config.base import Model
+from agent.config.windows import parse_local_datetime
 from agent.store import windows as stored
 from agent.store.db import Store
+from agent.windows import approvals as ap
+from agent.windows.approvals import Approval, ApprovalError
 
 if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
     from agent.config.schema import ForceMajeure
 
 
 class ExclusionError(ValueError):
     pass
+
+
+class NewRecord(Model):
+    """A record as `sentinel exclusions add` takes it: what the configuration's ForceMajeure
+    holds, less the approvals (the CLI records them one party at a time)."""
+
+    name: str = Field(min_length=1)
+    start: datetime
+    end: datetime
+    systems: tuple[str, ...] = ()
+    reason: str = Field(min_length=1)
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _local(cls, v: Any) -> Any:
+        return parse_local_datetime(v)
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("say what happened (it is printed in reports)")
+        return v.strip()
+
+    @model_validator(mode="after")
+    def _order(self) -> NewRecord:
+        if (self.start.tzinfo is None) != (self.end.tzinfo is None):
+            raise ValueError("write start and end the same way: both in site time, or both with an offset")
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +76,9 @@ class Record:
     end: datetime
     systems: tuple[str, ...]
     reason: str
-    approved_by: str
 
     def model_dump_json(self) -> str:
-        """The JSON the ledger logs when a record is withdrawn (the form pydantic wrote before)."""
+        """The JSON the ledger logs when a record is withdrawn."""
 
         def iso(dt: datetime) -> str:
             return dt.isoformat().replace("+00:00", "Z")
@@ -50,7 +90,6 @@ class Record:
                 "end": iso(self.end),
                 "systems": list(self.systems),
                 "reason": self.reason,
-                "approved_by": self.approved_by,
             },
             ensure_ascii=False,
             separators=(",", ":"),
@@ -65,13 +104,29 @@ class StoredExclusion:
     end_ms: int
     source: str
     created_ts: int
+    """When it was recorded (from the configuration: when the agent first loaded it)."""
     created_by: str
+    """The OS user who recorded it, or "config"."""
     removed_ts: int | None
     removed_by: str | None
     removed_reason: str | None
+    approvals: tuple[Approval, ...] = ()
+    """Every approval given so far, oldest first."""
+    legacy_approved_by: str = ""
+    """The one approver name of a record made before approvals had two parties (shown only)."""
 
     def covers(self, system: str | None) -> bool:
         return not self.record.systems or system in self.record.systems
+
+    @property
+    def effective(self) -> bool:
+        """Both parties approved: the record excludes time from availability."""
+        return ap.both(self.approvals)
+
+    @property
+    def late(self) -> bool:
+        """Recorded after the excluded time began (事后补录)."""
+        return self.created_ts > self.start_ms
 
 
 def to_ms(dt: datetime, tz: ZoneInfo) -> int:
@@ -79,32 +134,9 @@ def to_ms(dt: datetime, tz: ZoneInfo) -> int:
     return int(aware.astimezone(UTC).timestamp() * 1000)
 
 
-def unrecorded(rec: ForceMajeure, tz: ZoneInfo, now_ms: int) -> StoredExclusion:
-    """A record of the configuration the daemon has not mirrored into the ledger yet (it does
-    when it starts): it counts already, marked as not yet recorded."""
-    start_ms, end_ms = to_ms(rec.start, tz), to_ms(rec.end, tz)
-    return StoredExclusion(
-        id=0,
-        record=Record(
-            name=rec.name,
-            start=datetime.fromtimestamp(start_ms / 1000, UTC),
-            end=datetime.fromtimestamp(end_ms / 1000, UTC),
-            systems=tuple(rec.systems),
-            reason=rec.reason,
-            approved_by=rec.approved_by,
-        ),
-        start_ms=start_ms,
-        end_ms=end_ms,
-        source="config",
-        created_ts=now_ms,
-        created_by="config (not yet recorded)",
-        removed_ts=None,
-        removed_by=None,
-        removed_reason=None,
-    )
-
-
-def _insert(store: Store, rec: ForceMajeure, tz: ZoneInfo, by: str, now_ms: int, source: str) -> int:
+def _insert(
+    store: Store, rec: NewRecord | ForceMajeure, tz: ZoneInfo, by: str, now_ms: int, source: str
+) -> int:
     """Record and log one exclusion; inside the caller's transaction."""
     if stored.active_exclusion(store.db, rec.name) is not None:
         raise ExclusionError(f"an exclusion named {rec.name!r} exists already")
@@ -116,7 +148,8 @@ def _insert(store: Store, rec: ForceMajeure, tz: ZoneInfo, by: str, now_ms: int,
         end_ms=to_ms(rec.end, tz),
         systems=rec.systems,
         reason=rec.reason,
-        approved_by=rec.approved_by,
+        # The column predates two-party approvals; they live in the approvals ledger now.
+        approved_by="",
         start_local=rec.start.isoformat(),
         end_local=rec.end.isoformat(),
         source=source,
@@ -125,9 +158,24 @@ def _insert(store: Store, rec: ForceMajeure, tz: ZoneInfo, by: str, now_ms: int,
     )
 
 
-def add(store: Store, rec: ForceMajeure, tz: ZoneInfo, by: str, now_ms: int) -> int:
-    with store.tx():
-        return _insert(store, rec, tz, by, now_ms, "cli")
+def add(store: Store, rec: NewRecord, tz: ZoneInfo, party: str, approver: str, user: str, now_ms: int) -> int:
+    """Record a force-majeure entry from the CLI with the recording party's approval."""
+    with store.tx() as db:
+        # Checked before the insert so a refused approval leaves no half-recorded entry.
+        ap.check_new((), party, approver, f"exclusion {rec.name!r}")
+        rid = _insert(store, rec, tz, user, now_ms, "cli")
+        ap.record(db, "exclusions", rid, rec.name, (), party, approver, user, now_ms)
+        return rid
+
+
+def approve(store: Store, name: str, party: str, approver: str, user: str, now_ms: int) -> Approval:
+    """The other party's approval of an active record."""
+    with store.tx() as db:
+        row = stored.active_exclusion(db, name)
+        if row is None:
+            raise ExclusionError(f"no active exclusion named {name!r}")
+        existing = ap.of_record(db, "exclusions", row["id"])
+        return ap.record(db, "exclusions", row["id"], name, existing, party, approver, user, now_ms)
 
 
 def remove(store: Store, name: str, by: str, why: str, now_ms: int) -> None:
@@ -144,6 +192,7 @@ def remove(store: Store, name: str, by: str, why: str, now_ms: int) -> None:
 
 
 def list_all(store: Store, include_removed: bool = False) -> list[StoredExclusion]:
+    approvals = ap.by_record(store.db, "exclusions")
     out = []
     for r in stored.exclusions(store.db, include_removed):
         rec = Record(
@@ -152,7 +201,6 @@ def list_all(store: Store, include_removed: bool = False) -> list[StoredExclusio
             end=datetime.fromtimestamp(r["end_ts"] / 1000, UTC),
             systems=tuple(json.loads(r["systems"])),
             reason=r["reason"],
-            approved_by=r["approved_by"],
         )
         out.append(
             StoredExclusion(
@@ -166,13 +214,21 @@ def list_all(store: Store, include_removed: bool = False) -> list[StoredExclusio
                 removed_ts=r["removed_ts"],
                 removed_by=r["removed_by"],
                 removed_reason=r["removed_reason"],
+                approvals=approvals.get(r["id"], ()),
+                legacy_approved_by=r["approved_by"] or "",
             )
         )
     return out
 
 
-def sync_config(store: Store, records: tuple[ForceMajeure, ...], tz: ZoneInfo, now_ms: int) -> None:
-    """Mirror the configuration's records into the ledger; a changed or dropped one is logged."""
+def sync_config(
+    store: Store, records: tuple[ForceMajeure, ...], tz: ZoneInfo, now_ms: int, user: str | None = None
+) -> None:
+    """Mirror the configuration's records into the ledger with both approvals written in the
+    file (as of `now_ms`, recorded by `user`, default the OS user running the agent); a changed
+    or dropped one is logged as withdrawn and a changed one recorded anew. An unchanged record
+    keeps its first recording time."""
+    user = user or ap.os_user()
     current = {x.record.name: x for x in list_all(store) if x.source == "config"}
     wanted = {r.name: r for r in records}
 
@@ -182,7 +238,7 @@ def sync_config(store: Store, records: tuple[ForceMajeure, ...], tz: ZoneInfo, n
             and old.end_ms == to_ms(new.end, tz)
             and old.record.systems == new.systems
             and old.record.reason == new.reason
-            and old.record.approved_by == new.approved_by
+            and {a.party: a.approver for a in old.approvals} == new.approvals.by_party()
         )
 
     with store.tx() as db:
@@ -202,4 +258,8 @@ def sync_config(store: Store, records: tuple[ForceMajeure, ...], tz: ZoneInfo, n
             kept = current.get(name)
             if kept is not None and same(kept, rec):
                 continue
-            _insert(store, rec, tz, "config", now_ms, "config")
+            rid = _insert(store, rec, tz, "config", now_ms, "config")
+            try:
+                ap.record_all(db, "exclusions", rid, name, rec.approvals.by_party(), user, now_ms)
+            except ApprovalError as exc:
+                raise ExclusionError(str(exc)) from None

@@ -1,10 +1,11 @@
 """Maintenance windows: when checks are silenced and their time is excluded from availability.
 
 Pure schedule logic: no I/O, no store, no pydantic. `WindowSpec` (agent.config.windows) is
-the validated description (from the configuration, or loaded from the store for windows added
-with `sentinel maintenance add`);
+the validated description (loaded from the store's ledger, where the daemon mirrors the
+configuration's windows and `sentinel maintenance add` records the others);
 `MaintenanceSchedule` answers "is this check in maintenance at t?" cheaply enough to be asked
-for every stored result, and gives the spans to exclude from availability.
+for every stored result (alerts and faults are muted then). Which time is *excluded* from
+availability is `agent.windows.excluded` (it needs both parties' approval; muting needs one).
 
 Time rules (they are what the acceptance committee is shown, so they are stated once here):
 
@@ -27,6 +28,9 @@ Time rules (they are what the acceptance committee is shown, so they are stated 
   3 numbers weekdays from Monday = 0, so the field is translated to names before it is parsed.
   A cron that restricts both day-of-month and day-of-week is refused: crontab ORs the two,
   APScheduler ANDs them, and either reading excludes time the other would not.
+- A window never reaches back before it was recorded: each spec of a schedule may carry a
+  `not_before` instant (when it was recorded and first approved); occurrences are clipped to
+  start there, and earlier ones do not exist for the schedule.
 - Where windows overlap, each instant belongs to one window: the one that started first (then
   the one ending last, then the one listed first). `active()`, `covering()` and
   `next_boundary()` all follow that one rule, so they never disagree.
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 import calendar
 import heapq
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -68,11 +73,17 @@ def _hhmm_time(v: str) -> dtime:
     return dtime(int(h), int(m))
 
 
-
 def window_from_json(text: str) -> WindowSpec:
     """A window from the JSON the ledger keeps (written by `model_dump_json` of a validated
-    WindowSpec): validated again, so the store cannot hand the schedule a malformed window."""
-    return WindowSpec.model_validate_json(text)
+    WindowSpec): validated again, so the store cannot hand the schedule a malformed window.
+
+    Windows recorded before approvals had two parties carry one `approved_by` name; it is
+    dropped here (the ledger's log keeps it): such a window counts only once both parties
+    approve it with `sentinel maintenance approve`."""
+    data = json.loads(text)
+    if isinstance(data, dict):
+        data.pop("approved_by", None)
+    return WindowSpec.model_validate_json(json.dumps(data, ensure_ascii=False))
 
 
 # --------------------------------------------------------------------------------------
@@ -89,7 +100,6 @@ class Window:
     systems: tuple[str, ...]
     checks: tuple[str, ...]
     reason: str
-    approved_by: str
     ticket: str | None
 
 
@@ -120,11 +130,12 @@ def _local_date(ms: int, tz: ZoneInfo) -> date:
 class _Compiled:
     """A spec with everything parsed once, able to list its occurrences in a range."""
 
-    __slots__ = ("at", "dur_ms", "monthly_day", "spec", "trigger", "tz", "weekdays")
+    __slots__ = ("at", "dur_ms", "monthly_day", "not_before", "spec", "trigger", "tz", "weekdays")
 
-    def __init__(self, spec: WindowSpec, tz: ZoneInfo) -> None:
+    def __init__(self, spec: WindowSpec, tz: ZoneInfo, not_before: int | None = None) -> None:
         self.spec = spec
         self.tz = tz
+        self.not_before = not_before
         self.trigger: CronTrigger | None = None
         self.weekdays: frozenset[int] = frozenset()
         self.monthly_day: int | str | None = None
@@ -146,11 +157,21 @@ class _Compiled:
 
     def window(self, start_ms: int, end_ms: int) -> Window:
         s = self.spec
-        return Window(
-            s.name, start_ms, end_ms, tuple(s.systems), tuple(s.checks), s.reason, s.approved_by, s.ticket
-        )
+        return Window(s.name, start_ms, end_ms, tuple(s.systems), tuple(s.checks), s.reason, s.ticket)
 
     def occurrences(self, start_ms: int, end_ms: int) -> list[Window]:
+        nb = self.not_before
+        if nb is None:
+            return self._occurrences(start_ms, end_ms)
+        # Clipped to begin at `not_before`: nothing of the window exists before it.
+        out = []
+        for w in self._occurrences(max(start_ms, nb), end_ms):
+            clipped = self.window(nb, w.end_ms) if w.start_ms < nb else w
+            if clipped.start_ms < clipped.end_ms:
+                out.append(clipped)
+        return out
+
+    def _occurrences(self, start_ms: int, end_ms: int) -> list[Window]:
         if end_ms <= start_ms:
             return []
         spec = self.spec
@@ -223,13 +244,16 @@ class _Compiled:
             d += timedelta(days=1)
 
 
-def occurrences(spec: WindowSpec, tz: ZoneInfo, start_ms: int, end_ms: int) -> list[Window]:
+def occurrences(
+    spec: WindowSpec, tz: ZoneInfo, start_ms: int, end_ms: int, not_before: int | None = None
+) -> list[Window]:
     """Every occurrence of `spec` overlapping [start_ms, end_ms), in time order.
 
-    Includes an occurrence that began before `start_ms` and is still running. Raises
+    Includes an occurrence that began before `start_ms` and is still running. With
+    `not_before`, occurrences are clipped to start there (earlier ones are dropped). Raises
     TooManyOccurrences beyond MAX_OCCURRENCES.
     """
-    return _Compiled(spec, tz).occurrences(start_ms, end_ms)
+    return _Compiled(spec, tz, not_before).occurrences(start_ms, end_ms)
 
 
 # --------------------------------------------------------------------------------------
@@ -272,17 +296,25 @@ class MaintenanceSchedule:
     """All windows of a site, queried per check.
 
     A window naming a system covers every check of that system; checks named directly are
-    covered wherever they belong. Thread-safe for concurrent readers: caches are only read,
-    replaced or cleared, so a race costs a recomputation, never a wrong answer.
+    covered wherever they belong. `not_before[i]` (when given) is the instant spec i starts to
+    count: its occurrences are clipped there (agent.windows.ledger.muting_schedule passes when
+    each window was recorded with its first approval). Thread-safe for concurrent readers:
+    caches are only read, replaced or cleared, so a race costs a recomputation, never a wrong
+    answer.
     """
 
     _CACHED_BUCKETS_PER_SPEC = 4
     _MAX_KEYS = 8192
 
-    def __init__(self, specs: Iterable[WindowSpec], tz: ZoneInfo, extra: Iterable[WindowSpec] = ()) -> None:
+    def __init__(
+        self, specs: Iterable[WindowSpec], tz: ZoneInfo, not_before: Sequence[int | None] = ()
+    ) -> None:
         self.tz = tz
-        self.specs: tuple[WindowSpec, ...] = (*specs, *extra)
-        self._compiled = tuple(_Compiled(s, tz) for s in self.specs)
+        self.specs: tuple[WindowSpec, ...] = tuple(specs)
+        if len(not_before) > len(self.specs):
+            raise ValueError("more not_before instants than windows")
+        starts = (*not_before, *([None] * (len(self.specs) - len(not_before))))
+        self._compiled = tuple(_Compiled(s, tz, nb) for s, nb in zip(self.specs, starts, strict=True))
         self._relevant: dict[tuple[str | None, str], tuple[int, ...]] = {}
         # (spec index, UTC day number) -> occurrences overlapping that day
         self._day: dict[tuple[int, int], tuple[Window, ...]] = {}

@@ -221,13 +221,13 @@ def test_json_everywhere_with_iso_times_in_the_site_zone(
     docs["notifications retry"] = run_json(capsys, "notifications", "retry")
     docs["maintenance add"] = run_json(
         capsys, "maintenance", "add", "升级", "--system", "HIS", "--start", "2026-12-01 22:00",
-        "--end", "2026-12-02 02:00", "--reason", "HIS 升级", "--approved-by", "王主任",
+        "--end", "2026-12-02 02:00", "--reason", "HIS 升级", "--party", "甲方", "--by", "王主任",
     )  # fmt: skip
     docs["maintenance list"] = run_json(capsys, "maintenance", "list", "--all")
     docs["maintenance remove"] = run_json(capsys, "maintenance", "remove", "升级")
     docs["exclusions add"] = run_json(
         capsys, "exclusions", "add", "--name", "停电", "--start", "2026-11-10 20:00", "--end",
-        "2026-11-10 20:30", "--reason", "市电中断", "--approved-by", "甲方；乙方",
+        "2026-11-10 20:30", "--reason", "市电中断", "--party", "乙方", "--by", "张工",
     )  # fmt: skip
     docs["exclusions list"] = run_json(capsys, "exclusions", "list")
     docs["exclusions remove"] = run_json(capsys, "exclusions", "remove", "停电", "--reason", "录错")

@@ -27,15 +27,19 @@ checks:
   - {name: his-web, kind: http, url: "http://127.0.0.1:9/", system: HIS, availability_critical: true}
 maintenance:
   - {name: 每周例行维护, systems: [HIS], weekly: {days: [sun], at: "02:00", duration: 2h},
-     reason: 数据库例行维护, approved_by: 信息科王主任, ticket: CHG-001}
+     reason: 数据库例行维护, approvals: {甲方: 信息科王主任, 乙方: 张工}, ticket: CHG-001}
 """
 
 
 def cli(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "agent", "-c", str(tmp / "s.yaml"), *args],
-        cwd=tmp, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
-        timeout=60, check=False,
+        cwd=tmp,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -46,9 +50,16 @@ def seed_fault(tmp: Path) -> str:
     store.sync_checks([("his-web", "http", "HIS")], 0)
     now = datetime.now(UTC).timestamp()
     run = store.begin_run(int(now * 1000) - 120_000, 1, "h", "t")
-    mgr = F.FaultManager(store, policy_from_config(cfg), {"his-web": check_info(cfg, cfg.checks[0])},
-                         lambda s, d, w: (s + int(d * 1000), None), None, lambda *a: None, cfg.site.tz,
-                         lambda: now)
+    mgr = F.FaultManager(
+        store,
+        policy_from_config(cfg),
+        {"his-web": check_info(cfg, cfg.checks[0])},
+        lambda s, d, w: (s + int(d * 1000), None),
+        None,
+        lambda *a: None,
+        cfg.site.tz,
+        lambda: now,
+    )
     st = CheckState()
     for ts, status in ((now - 100, Status.CRIT), (now - 10, Status.OK)):
         r = CheckResult(status, f"{status.name} sample", started_at=datetime.fromtimestamp(ts, UTC))

@@ -342,7 +342,7 @@ reports:
 maintenance:
   - name: w
     reason: patch
-    approved_by: 张工
+    approvals: {甲方: 王主任, 乙方: 张工}
     weekly: {days: [sun], at: "02:00", duration: 2h, durations: 1h}
 """,
     )

@@ -181,7 +181,8 @@ notifications:
     - {channels: [ding], levels: [1, 2]}
     - {channels: [ding], events: [warning, escalation]}
 maintenance:
-  - {name: w, systems: [HIS], cron: "0 2 * * 0", duration: 2h, reason: 例行维护, approved_by: 王主任}
+  - {name: w, systems: [HIS], cron: "0 2 * * 0", duration: 2h, reason: 例行维护,
+     approvals: {甲方: 王主任, 乙方: 张工}}
 """)
     assert cfg.faults.levels[3].restore == 8 * 3600 and cfg.faults.levels[3].respond == 3600  # merged
     assert cfg.faults.levels[1].respond == 600
@@ -196,7 +197,8 @@ notifications:
   channels: {}
   routes: [{channels: [mail]}]
 maintenance:
-  - {name: w, systems: [EMR], start: "2026-12-01 22:00", end: "2026-12-01 21:00", reason: r, approved_by: a}
+  - {name: w, systems: [EMR], start: "2026-12-01 22:00", end: "2026-12-01 21:00", reason: r,
+     approvals: {甲方: a, 乙方: b}}
 """)
     text = e.value.render()
     assert "channel 'mail' is not defined" in text

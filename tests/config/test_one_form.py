@@ -59,16 +59,17 @@ maintenance:
     systems: [HIS]
     weekly: {days: [sun], at: "02:00", duration: 2h}
     reason: 例行升级
-    approved_by: 信息科
+    approvals: {甲方: 信息科, 乙方: 张工}
   - name: 机房断电
     checks: [port]
     start: "2026-12-01 22:00"
     end: "2026-12-02 02:00"
     reason: 机房改造
-    approved_by: 院办
+    approvals: {甲方: 院办, 乙方: 张工}
 availability:
   force_majeure:
-    - {name: 电网停电, start: "2026-10-01 01:00", end: "2026-10-01 03:00", reason: 供电局, approved_by: 院办}
+    - {name: 电网停电, start: "2026-10-01 01:00", end: "2026-10-01 03:00", reason: 供电局,
+       approvals: {甲方: 院办, 乙方: 张工}}
 """
 
 
@@ -79,7 +80,6 @@ def rich(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "sentinel.yaml"
     path.write_text(RICH, encoding="utf-8")
     return path
-
 
 
 def test_the_models_carry_the_runtime_behaviour(rich: Path) -> None:
@@ -112,9 +112,9 @@ def test_a_stored_window_is_the_same_model_and_schedules_the_same(rich: Path, tm
     # schedules exactly like it.
     spec = WindowSpec.model_validate(
         {"name": "cli", "checks": ["web"], "cron": "30 1 * * 1-5", "duration": "45m", "reason": "r",
-         "approved_by": "a", "valid_from": "2026-11-01"}
+         "valid_from": "2026-11-01"}
     )  # fmt: skip
-    add_window(store, spec, "tester", 3_000)
+    add_window(store, spec, "乙方", "张工", "tester", 3_000)
     stored = [w.spec for w in list_windows(store) if w.source == "cli"]
     assert stored == [spec] and isinstance(stored[0], WindowSpec)
     tz = model.site.tz
@@ -134,6 +134,9 @@ def test_no_mirror_machinery_is_left(needle: str) -> None:
     """The second form of the configuration (mirror objects, mixins, the exec hand-off) is gone."""
     found = subprocess.run(
         ["git", "grep", "-n", "-F", needle, "--", "agent", "probes"],
-        cwd=REPO, capture_output=True, text=True, check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
     ).stdout
     assert found == "", found

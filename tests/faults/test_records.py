@@ -262,8 +262,14 @@ def _level3_fault_at(tmp_path: Path, local: str) -> F.Fault:
     run = store.begin_run(int(clock() * 1000), 1, "h", "t")
     info = {"lis": F.CheckInfo("lis", "LIS", None, 3, "核心系统类", False)}
     mgr = F.FaultManager(
-        store, policy_from_config(cfg), info, WorkCalendar(cfg.faults.working_hours, TZ).deadline_ms,
-        None, lambda *a: None, TZ, clock,
+        store,
+        policy_from_config(cfg),
+        info,
+        WorkCalendar(cfg.faults.working_hours, TZ).deadline_ms,
+        None,
+        lambda *a: None,
+        TZ,
+        clock,
     )
     st = CheckState()
     ts = int(clock() * 1000)

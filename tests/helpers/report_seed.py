@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from agent.config.schema import Config, ForceMajeure, parse
+from agent.config.schema import Config, parse
 from agent.state.machine import CheckState
 from agent.store.db import Store
-from agent.windows import exclusions
+from agent.windows import exclusions, ledger
 from probes.base import CheckResult, Metric, Status
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -74,7 +74,7 @@ maintenance:
     start: "2026-11-12 02:00"
     end: "2026-11-12 03:00"
     reason: 安装补丁
-    approved_by: 信息科 王工
+    approvals: {{甲方: 信息科 王工, 乙方: 张工}}
     ticket: CHG-1112
 reports:
   output_dir: {out}
@@ -312,11 +312,15 @@ def seed(tmp: Path) -> Seeded:
     store.sync_checks(((c.name, c.kind, c.system) for c in config.checks), RUN1_START)
     states = {n: CheckState() for n in CHECKS}
     run = store.begin_run(RUN1_START, 1, "his-mon-01", "0.1.0")
+    # What the daemon does at a start: record the configuration in force and the file's windows.
+    store.record_config(RUN1_START, run, *config.canonical())
+    ledger.sync_config_windows(store, list(config.maintenance), RUN1_START, "his-ops")
     restarted = False
     for ts, name, res in _samples():
         if ts >= GAP[0] and not restarted:
             store.end_run(run, GAP[0])
             run = store.begin_run(GAP[1], 2, "his-mon-01", "0.1.0")
+            store.record_config(GAP[1], run, *config.canonical())
             states = store.load_states()
             restarted = True
         from dataclasses import replace
@@ -357,22 +361,23 @@ def seed(tmp: Path) -> Seeded:
                 "VALUES(?,?,?,?,?)",
                 (cur.lastrowid, c, start, rec, "连接被拒绝"),
             )
+    # Recorded the morning after (事后补录) by the vendor, approved by the hospital an hour later.
     exclusions.add(
         store,
-        ForceMajeure.model_validate(
-            {
-                "name": "市电中断",
-                "start": "2026-11-25 20:00",
-                "end": "2026-11-25 20:30",
-                "systems": ["HIS"],
-                "reason": "供电局计划外停电",
-                "approved_by": "甲方 张主任；乙方 李经理",
-            }
+        exclusions.NewRecord(
+            name="市电中断",
+            start="2026-11-25 20:00",
+            end="2026-11-25 20:30",
+            systems=("HIS",),
+            reason="供电局计划外停电",
         ),
         SH,
+        "乙方",
+        "李经理",
         "tester",
         ms(11, 26, 9),
     )
+    exclusions.approve(store, "市电中断", "甲方", "张主任", "tester", ms(11, 26, 10))
     d = datetime(2026, 11, 1)
     while d.month == 11:
         if d.day not in (10, 11, 12):

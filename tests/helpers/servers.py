@@ -21,7 +21,8 @@ class _Handler(BaseHTTPRequestHandler):
             # Never answer; give the thread back when the client goes away or after a bound.
             self.server.release.wait(self.server.hang_s)
             return
-        if path.startswith("/fail"):
+        if path.startswith("/fail") or (path.startswith("/switch") and not self.server.up):
+            # /switch answers as the test sets `srv.up`: an endpoint whose outage the test times.
             self._send(500, b'{"status":"DOWN"}')
             return
         self._send(200, b'{"status":"UP"}')
@@ -46,6 +47,7 @@ def http_server() -> Iterator[Any]:
     srv.lock = threading.Lock()
     srv.release = threading.Event()
     srv.hang_s = 60.0
+    srv.up = True
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()
     try:

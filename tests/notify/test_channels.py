@@ -261,14 +261,12 @@ def dingtalk(srv: StandIn, monkeypatch: pytest.MonkeyPatch, **kw: Any) -> DingTa
     monkeypatch.setenv("T_DT_WEBHOOK", srv.url(f"/robot/send?access_token={DT_TOKEN}"))
     fields = {"type": "dingtalk", "webhook": "${T_DT_WEBHOOK}", "secret": "${T_DT_SECRET}", "timeout": 5}
     # The validated model, as the daemon gets it.
-    return (DingTalkChannel.model_validate({**fields, **kw}))
+    return DingTalkChannel.model_validate({**fields, **kw})
 
 
 def wecom(srv: StandIn, monkeypatch: pytest.MonkeyPatch, **kw: Any) -> WeComChannel:
     monkeypatch.setenv("T_WECOM_WEBHOOK", srv.url(f"/cgi-bin/webhook/send?key={WECOM_KEY}"))
-    return (
-        WeComChannel.model_validate({"type": "wecom", "webhook": "${T_WECOM_WEBHOOK}", "timeout": 5, **kw})
-    )
+    return WeComChannel.model_validate({"type": "wecom", "webhook": "${T_WECOM_WEBHOOK}", "timeout": 5, **kw})
 
 
 def webhook(url: str, **kw: Any) -> WebhookChannel:
@@ -278,7 +276,7 @@ def webhook(url: str, **kw: Any) -> WebhookChannel:
         "secret_headers": {"Authorization": "${T_HOOK_TOKEN}"},
         "timeout": 5,
     }
-    return (WebhookChannel.model_validate({**fields, **kw}))
+    return WebhookChannel.model_validate({**fields, **kw})
 
 
 # ====================================================================== SMTP server
@@ -373,7 +371,7 @@ def email_channel(port: int, **kw: Any) -> EmailChannel:
         "timeout": 5,
     }
     fields.update(kw)
-    return (EmailChannel.model_validate(fields))
+    return EmailChannel.model_validate(fields)
 
 
 def parse(data: bytes) -> EmailMessage:
@@ -825,9 +823,7 @@ def test_dingtalk_server_down_names_host_not_url(
 ) -> None:
     port = free_port()
     secret_env.setenv("T_DT_WEBHOOK", f"http://127.0.0.1:{port}/robot/send?access_token={DT_TOKEN}")
-    settings = (
-        parse_channel({"type": "dingtalk", "webhook": "${T_DT_WEBHOOK}", "secret": "${T_DT_SECRET}"})
-    )
+    settings = parse_channel({"type": "dingtalk", "webhook": "${T_DT_WEBHOOK}", "secret": "${T_DT_SECRET}"})
     with pytest.raises(DeliveryError) as info:
         send(settings, message())
     assert info.value.retryable is True
@@ -973,10 +969,8 @@ def test_https_is_verified_by_default_and_ca_bundle_trusts_a_private_ca(
         if kind == "webhook":
             return webhook(srv.url("/hook", "https"), **kw)
         secret_env.setenv("T_DT_WEBHOOK", srv.url(f"/robot/send?access_token={DT_TOKEN}", "https"))
-        return (
-            DingTalkChannel.model_validate(
-                {"type": "dingtalk", "webhook": "${T_DT_WEBHOOK}", "secret": "${T_DT_SECRET}", **kw}
-            )
+        return DingTalkChannel.model_validate(
+            {"type": "dingtalk", "webhook": "${T_DT_WEBHOOK}", "secret": "${T_DT_SECRET}", **kw}
         )
 
     with pytest.raises(DeliveryError) as info:

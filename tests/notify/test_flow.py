@@ -74,7 +74,9 @@ class Rig:
             self.clock,
         )
         self.dispatcher = Dispatcher(
-            Store(tmp_path / "s.db"), make_sender(config.notifications.channels), self.clock,
+            Store(tmp_path / "s.db"),
+            make_sender(config.notifications.channels),
+            self.clock,
             known_channels=config.notifications.channels,
         )
 
@@ -245,8 +247,31 @@ def test_routes_choose_channels_by_level_system_campus_and_event(monkeypatch: py
 
     def fault(level: int, campus: str | None) -> Fault:
         nones = [None] * 8
-        return Fault(1, "GZ-20261118-001", "LIS", campus, level, level, "核心系统类", "d", "i", 0, 0,
-                     None, None, *nones, False, None, False, False, False, False, 0, None, ("lis-web",))
+        return Fault(
+            1,
+            "GZ-20261118-001",
+            "LIS",
+            campus,
+            level,
+            level,
+            "核心系统类",
+            "d",
+            "i",
+            0,
+            0,
+            None,
+            None,
+            *nones,
+            False,
+            None,
+            False,
+            False,
+            False,
+            False,
+            0,
+            None,
+            ("lis-web",),
+        )
 
     assert planner.routes_for("opened", fault(1, "本院区")) == ["ops-mail"]
     assert planner.routes_for("escalation", fault(1, "本院区")) == ["boss"]

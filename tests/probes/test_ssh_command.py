@@ -178,9 +178,7 @@ def test_two_checks_of_one_host_share_one_connection_per_round(sshd: Sshd, known
     pool = SshPool()
     mark = sshd.mark()
     try:
-        host_probe = ssh_host.Probe(
-            ssh_host_settings.Settings.model_validate({"ssh": ssh_of(sshd, known)})
-        )
+        host_probe = ssh_host.Probe(ssh_host_settings.Settings.model_validate({"ssh": ssh_of(sshd, known)}))
         first = host_probe.run(ProbeContext("host", 8.0, shared={"ssh": pool}))
         second = run(sshd, known, ["true"], pool=pool)
     finally:

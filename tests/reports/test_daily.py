@@ -443,12 +443,14 @@ def test_partial_day_counts_only_time_so_far(seeded: Seeded) -> None:
     assert f["unavailable_ms"] == 0
 
 
-def test_day_without_data_is_unknown_not_available(seeded: Seeded) -> None:
+def test_day_before_monitoring_began_is_neither_available_nor_unknown(seeded: Seeded) -> None:
     d = build_daily(seeded.config, seeded.store, date(2026, 11, 10), now_ms=NOW)
     av = _by(d["systems"], "name", "HIS")["availability"]
-    assert av["availability_pct"] == 0.0  # unknown time counts against the vendor
-    assert av["figures"]["availability_excluded_pct"] is None
-    assert av["figures"]["unknown_ms"] == 86_400_000
+    # The agent first ran on the 19th: the 10th is 未监控：监控开始前, its own category, not a
+    # day of unknown time held against the vendor (availability.before_monitoring: excluded).
+    assert av["availability_pct"] is None and av["figures"] is None
+    assert av["before_monitoring"] == {"start_ms": START - 10 * 86_400_000, "end_ms": END - 10 * 86_400_000}
+    assert "监控开始前" in av["note"]
     assert d["coverage"]["monitored_pct"] == 0.0
     html = render_daily(seeded.config, d)
     assert "当日无状态变化" in html

@@ -254,11 +254,22 @@ def test_acceptance(seeded: rs.Seeded, store: Store) -> None:
     assert "未知时间 0:30:00 监测覆盖率 99.994%" in text
     assert "另一口径为“未知时间不计入”：99.983%。" in text  # 31 523 400 / 31 528 800
     # Every exclusion with approver and reason; every outage with its fault.
-    maint = "计划维护 数据库补丁 工单 CHG-1112 2026-11-12 02:00:00 2026-11-12 03:00:00 1:00:00"
-    assert f"{maint} 安装补丁 信息科 王工" in text
-    fm = "不可抗力 市电中断 2026-11-25 20:00:00 2026-11-25 20:30:00 0:30:00"
-    assert f"{fm} 供电局计划外停电 甲方 张主任；乙方 李经理" in text
-    assert [x["approved_by"] for x in his["exclusions"]] == ["信息科 王工", "甲方 张主任；乙方 李经理"]
+    # Each exclusion with both approvals (who, when, which OS user), when and by whom it was
+    # recorded, whether it counts, and lateness.
+    assert (
+        "计划维护 数据库补丁 工单 CHG-1112 原因：安装补丁 2026-11-12 02:00:00 至 2026-11-12 03:00:00 "
+        "时长 1:00:00 甲方 信息科 王工 2025-12-31 23:00:00 · 系统用户 his-ops 乙方 张工 2025-12-31 23:00:00 "
+        "· 系统用户 his-ops 2025-12-31 23:00:00 登记人 配置文件 ✔ 已生效"
+    ) in text
+    assert (
+        "不可抗力 市电中断 原因：供电局计划外停电 2026-11-25 20:00:00 至 2026-11-25 20:30:00 时长 0:30:00 "
+        "甲方 张主任 2026-11-26 10:00:00 · 系统用户 tester 乙方 李经理 2026-11-26 09:00:00 · 系统用户 tester "
+        "2026-11-26 09:00:00 登记人 tester ✔ 已生效 ⚠ 事后补录"
+    ) in text
+    assert [x["approved_by"] for x in his["exclusions"]] == [
+        "甲方 信息科 王工；乙方 张工",
+        "乙方 李经理；甲方 张主任",
+    ]
     assert [o["fault"] for o in his["outages"]] == ["GZ-20261105-001", "GZ-20261120-001"]
     assert "2026-11-05 08:00:00 2026-11-05 08:30:00 0:30:00 his-web GZ-20261105-001 中间件内存溢出" in text
     assert his["passed"] is True and re.search(r"可用性结论： ?✔ 达标", text)

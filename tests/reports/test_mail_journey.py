@@ -95,6 +95,7 @@ def assert_is_the_daily_report(mail: EmailMessage, period: str, archived_html: P
     assert html_part is not None, "the mail has no HTML part"
     html = html_part.get_content()
     assert "日常巡检报告" in html and SITE in html and period in html
+
     # The archived HTML line for line (mail ends lines with CRLF), but for embedded charts
     # switched to cid: references.
     def lines(text: str) -> list[str]:

@@ -38,7 +38,11 @@ def committed_ids(db_path: Path) -> set[int]:
 
 def test_kill_9_loses_no_committed_result_and_records_the_gap(tmp_path: Path) -> None:
     with http_server() as srv:
-        agent = AgentProcess(tmp_path, tcp_fleet_config(srv.server_port, 40))
+        # No liveness grace: a restart within the grace would (rightly) leave no gap to count.
+        config = tcp_fleet_config(srv.server_port, 40).replace(
+            "workers: 8", "workers: 8, liveness_grace: 1ms"
+        )
+        agent = AgentProcess(tmp_path, config)
         try:
             before: set[int] = set()
             kill_times = []
@@ -66,7 +70,7 @@ def test_kill_9_loses_no_committed_result_and_records_the_gap(tmp_path: Path) ->
     assert len(runs) == 4
     assert [r.clean for r in runs] == [False, False, False, True]
     now = int(time.time() * 1000)
-    gaps = store.agent_gaps(runs[0].started_ts, now, now)
+    gaps = store.agent_gaps(runs[0].started_ts, now, now, 0)
     # Three kills, and the time since the final clean stop: the agent is not running now either.
     assert len(gaps) == 4 and gaps[3] == (runs[3].stopped_ts, now)
     gaps = gaps[:3]

@@ -1,10 +1,14 @@
 """Evidence chain on a real store built through the normal write paths: tampering with any one
-row (edit, delete, insert, reorder) makes verify fail and name that row; pruning keeps it
+row (edit, delete, insert, reorder) makes verify fail and name that row; every write
+transaction seals what it wrote, and any row without a link is named; pruning keeps it
 verifiable; an HMAC-keyed chain cannot be rebuilt without the key."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import stat
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,13 +17,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agent.config.schema import ForceMajeure
+from agent.config.schema import Storage
 from agent.config.windows import WindowSpec
 from agent.faults import records as F
 from agent.state.machine import CheckState
 from agent.store import evidence as E
 from agent.store.db import Store
-from agent.store.verify_standalone import canonical, genesis, link
+from agent.store.verify_standalone import canonical, genesis, key_id, link
 from agent.windows import exclusions as X
 from agent.windows import ledger as maintdb
 from probes.base import CheckResult, Metric, Status
@@ -87,19 +91,20 @@ def build(path: Path, key: bytes | None = None) -> Rig:
         name="月度补丁",
         systems=["HIS"],
         reason="操作系统补丁",
-        approved_by="信息科 王工",
         start=datetime(2026, 11, 20, 2, 0, tzinfo=TZ),
         end=datetime(2026, 11, 20, 4, 0, tzinfo=TZ),
     )
-    maintdb.add_window(rig.store, spec, "王工", rig.now())
-    fm = ForceMajeure(
+    maintdb.add_window(rig.store, spec, "甲方", "信息科 王工", "wang", rig.now())
+    maintdb.approve_window(rig.store, "月度补丁", "乙方", "厂商 张经理", "zhang", rig.now())
+    fm = X.NewRecord(
         name="市电中断",
         start=datetime(2026, 11, 18, 10, 0),
         end=datetime(2026, 11, 18, 11, 0),
         reason="供电局计划外停电",
-        approved_by="院方 李主任；厂商 张经理",
     )
-    X.add(rig.store, fm, TZ, "张经理", rig.now())
+    X.add(rig.store, fm, TZ, "甲方", "院方 李主任", "li", rig.now())
+    X.approve(rig.store, "市电中断", "乙方", "厂商 张经理", "zhang", rig.now())
+    rig.store.record_config(rig.now(), run, '{"site":{"name":"测试医院"}}', "0" * 64)
     # A crash: the next start closes this run as unclean.
     run2 = rig.store.begin_run(rig.now() + 300_000, 102, "his-mon", "t")
     rig.clock.advance(300)
@@ -136,6 +141,8 @@ def test_untouched_store_verifies_every_table(rig: Rig) -> None:
     assert counts["results"] == 2 * 25
     assert counts["run_log"] == 4  # start, closed (unclean), start, stop
     assert counts["maintenance_log"] == 1 and counts["exclusions_log"] == 1
+    assert counts["approvals"] == 4  # both parties, for the window and the exclusion
+    assert counts["config_versions"] == 1
     assert counts["fault_events"] >= 2  # opened and recovered at least
     # web CRIT, back to OK, db CRIT: opens and closes, every close logged
     assert counts["interval_log"] >= 8
@@ -155,6 +162,8 @@ def test_untouched_store_verifies_every_table(rig: Rig) -> None:
         ("exclusions_log", "actor", "李主任"),
         ("run_log", "ts", 0),
         ("interval_log", "state", 0),
+        ("approvals", "approver", "乙方 另一人"),
+        ("config_versions", "config", '{"site":{"name":"另一家医院"}}'),
     ],
 )
 def test_editing_one_row_is_named(rig: Rig, table: str, column: str, value: Any) -> None:
@@ -385,13 +394,16 @@ def test_keyed_chain_rebuilt_without_the_key_fails(tmp_path: Path) -> None:
     assert E.head(plain.store.db) != before
 
 
-def test_a_writer_with_another_key_does_not_seal(tmp_path: Path) -> None:
+def test_a_writer_with_another_key_does_not_seal_and_verify_names_its_rows(tmp_path: Path) -> None:
     rig = build(tmp_path / "k.db", KEY)
     other = Store(tmp_path / "k.db", evidence_key=None)
     run = other.begin_run(rig.now(), 9, "h", "t")  # its rows are stored, not sealed
     assert run > 0
+    sql = "SELECT id FROM run_log WHERE run_id=? AND event='start'"
+    rid = rig.store.db.execute(sql, (run,)).fetchone()[0]
     rep = E.verify(rig.store.db, KEY)
-    assert rep.ok  # the unsealed tail is reported as such, not as broken
+    p = only_problem(rep)
+    assert (p.table, p.row_id, p.kind) == ("run_log", rid, "inserted"), p.text()
     assert next(t for t in rep.tables if t.table == "run_log").unsealed == 1
 
 
@@ -429,11 +441,13 @@ def test_migration_from_schema_3_backfills_the_logs(tmp_path: Path) -> None:
     )
     db.close()
     store = Store(path)
-    assert store.schema_version() == 4
-    store.begin_run(10, 2, "h", "t")  # first write seals everything, old rows included
+    assert store.schema_version() == S.SCHEMA_VERSION
+    # The migration is a write transaction: it seals the backfilled logs and the old rows.
     rep = E.verify(store.db, None)
     assert rep.ok, [p.text() for p in rep.problems]
     assert {t.table: t.sealed for t in rep.tables}["results"] == 1
+    store.begin_run(10, 2, "h", "t")
+    assert E.verify(store.db, None).ok
 
 
 def test_an_exclusion_slipped_into_the_table_is_named(rig: Rig) -> None:
@@ -476,3 +490,229 @@ def test_ledgers_withdrawn_the_proper_way_still_verify(rig: Rig) -> None:
     maintdb.remove_window(rig.store, "月度补丁", "王工", rig.now())
     rig.feed(rig.store.begin_run(rig.now(), 103, "his-mon", "t"), {"web": Status.OK})
     assert verify(rig.store).ok
+
+
+# ------------------------------------------------------------------------ every write seals
+
+
+def unlinked(store: Store) -> list[tuple[str, int]]:
+    """(table, id) of every chained row without a link."""
+    out = []
+    for t in E.TABLES:
+        out += [
+            (t.name, r[0])
+            for r in store.db.execute(
+                f"SELECT x.id FROM {t.name} x LEFT JOIN evidence e ON e.tbl=? AND e.id=x.id "
+                "WHERE e.id IS NULL ORDER BY x.id",
+                (t.code,),
+            )
+        ]
+    return out
+
+
+def test_a_write_outside_the_agent_is_sealed_when_it_commits(rig: Rig) -> None:
+    """What a person does from the CLI while no agent runs (acknowledge, resolve a fault;
+    withdraw an exclusion) is linked in its own transaction, not by some later batch."""
+    number = rig.store.db.execute("SELECT number FROM faults ORDER BY id LIMIT 1").fetchone()[0]
+    F.resolve(rig.store, number, "王工", "交换机端口故障", "更换端口", rig.now())
+    assert unlinked(rig.store) == []
+    X.remove(rig.store, "市电中断", "李主任", "供电局确认为计划停电", rig.now())
+    assert unlinked(rig.store) == []
+    last = rig.store.db.execute("SELECT max(id) FROM fault_events").fetchone()[0]
+    head = rig.store.db.execute("SELECT last_id FROM evidence_heads WHERE tbl=4").fetchone()[0]
+    assert head == last
+    assert verify(rig.store).ok
+
+
+def test_a_row_written_in_a_transaction_that_rolls_back_leaves_no_link(rig: Rig) -> None:
+    before = E.head(rig.store.db)
+    with pytest.raises(RuntimeError), rig.store.tx() as db:
+        db.execute(
+            "INSERT INTO fault_events(fault_id, ts, actor, action, detail) VALUES(1, ?, 'x', 'note', '{}')",
+            (rig.now(),),
+        )
+        raise RuntimeError("the caller gives up")
+    assert E.head(rig.store.db) == before
+    assert verify(rig.store).ok
+
+
+def test_an_unsealed_row_appended_directly_is_named(rig: Rig) -> None:
+    """Dated now, after the last seal, at the end of its table: no slack, it is named."""
+    cur = rig.store.db.execute(
+        "INSERT INTO fault_events(fault_id, ts, actor, action, detail) VALUES(1, ?, '值班员', 'note', '{}')",
+        (rig.now() + 60_000,),
+    )
+    rep = verify(rig.store)
+    p = only_problem(rep)
+    assert (p.table, p.row_id, p.kind) == ("fault_events", cur.lastrowid, "inserted"), p.text()
+    assert "no link" in p.detail
+    assert next(t for t in rep.tables if t.table == "fault_events").unsealed == 1
+
+
+def test_a_chained_table_never_sealed_is_named(tmp_path: Path) -> None:
+    """A table with rows and no head at all (nothing ever sealed it) is not waved through."""
+    store = Store(tmp_path / "s.db")
+    store.begin_run(1000, 1, "h", "t")
+    cur = store.db.execute(
+        "INSERT INTO approvals(ledger, record_id, name, party, approver, ts, os_user) "
+        "VALUES('maintenance', 1, 'w', '甲方', '王主任', 2000, 'root')"
+    )
+    p = only_problem(verify(store))
+    assert (p.table, p.row_id, p.kind) == ("approvals", cur.lastrowid, "inserted"), p.text()
+
+
+def test_period_verify_names_an_unsealed_row_of_the_period(rig: Rig) -> None:
+    ts = rig.now() + 60_000
+    cid = rig.store.check_id("web")
+    cur = rig.store.db.execute(
+        "INSERT INTO results(check_id, ts, status, duration_ms, summary, run_id) VALUES(?,?,0,1,'OK',2)",
+        (cid, ts),
+    )
+    p = only_problem(E.verify(rig.store.db, None, ts - 1000, ts + 1000))
+    assert (p.table, p.row_id, p.kind) == ("results", cur.lastrowid, "inserted"), p.text()
+
+
+def test_a_transaction_that_writes_no_chained_row_seals_nothing(rig: Rig) -> None:
+    """The heartbeat's transaction (every few seconds): one query decides there is nothing to
+    seal; no savepoint, no per-table reads, no write to the chain."""
+    statements: list[str] = []
+    run = rig.store.runs()[-1].id
+    heads = rig.store.db.execute("SELECT * FROM evidence_heads ORDER BY tbl").fetchall()
+    rig.store.db.set_trace_callback(statements.append)
+    try:
+        rig.store.heartbeat(run, rig.now())
+    finally:
+        rig.store.db.set_trace_callback(None)
+    assert statements[0] == "BEGIN IMMEDIATE" and statements[-1] == "COMMIT"
+    body = statements[1:-1]
+    assert any(x.startswith("UPDATE agent_runs") for x in body)
+    chain = [x for x in body if "evidence" in x or "SAVEPOINT" in x]
+    assert chain == [E._PENDING], chain  # the one "anything to seal?" query, nothing else
+    assert rig.store.db.execute("SELECT * FROM evidence_heads ORDER BY tbl").fetchall() == heads
+    assert E.pending(rig.store.db) == ()
+
+
+# ------------------------------------------------------------------------ the key
+
+
+def storage(path: Path, evidence_key: str | None = None) -> Storage:
+    return Storage.model_validate({"path": str(path), "evidence_key": evidence_key})
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o277])
+def test_the_first_writer_creates_a_0600_key_file_and_seals_with_it(tmp_path: Path, umask: int) -> None:
+    st = storage(tmp_path / "var" / "s.db")
+    assert E.evidence_key(st, create=False) is None  # a reader never creates one
+    assert not E.key_path(st.path).exists()
+    old = os.umask(umask)
+    try:
+        key = E.evidence_key(st, create=True)
+    finally:
+        os.umask(old)
+    path = tmp_path / "var" / "s.db.key"
+    assert E.key_path(st.path) == path
+    assert key is not None and stat.S_IMODE(path.stat().st_mode) == 0o600
+    text = path.read_text("ascii")
+    assert text.strip().encode() == key and re.fullmatch(r"[0-9a-f]{64}\n", text)
+    assert E.evidence_key(st, create=True) == key  # the next writer reads it
+    assert E.evidence_key(st, create=False) == key
+    rig = build(st.path, key)
+    assert E.stored_key_id(rig.store.db) == key_id(key) and len(key_id(key)) == 16
+    rep = E.verify(rig.store.db, E.evidence_key(st, create=False))
+    assert rep.ok and rep.keyed and rep.key_id == key_id(key)
+    assert only_problem(E.verify(rig.store.db, None)).kind == "key"
+    assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == []  # no temporary left
+
+
+def test_two_first_writers_end_up_with_one_key(tmp_path: Path) -> None:
+    path = tmp_path / "s.db.key"
+    first = E._create_key_file(path)
+    second = E._create_key_file(path)  # lost the race: takes the winner's key, never overwrites
+    assert first == second == path.read_bytes().strip()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.db.key"]  # no temporary left
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
+def test_a_key_file_open_to_others_is_refused(tmp_path: Path, mode: int) -> None:
+    st = storage(tmp_path / "s.db")
+    key = E.evidence_key(st, create=True)
+    assert key is not None
+    E.key_path(st.path).chmod(mode)
+    for create in (True, False):
+        with pytest.raises(E.KeyFileError) as err:
+            E.evidence_key(st, create=create)
+        text = str(err.value)
+        assert f"{mode:04o}" in text and "chmod 600" in text and str(E.key_path(st.path)) in text
+        assert key.decode() not in text
+
+
+def test_an_empty_key_file_is_refused(tmp_path: Path) -> None:
+    st = storage(tmp_path / "s.db")
+    path = E.key_path(st.path)
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    with pytest.raises(E.KeyFileError, match="empty"):
+        E.evidence_key(st, create=True)
+
+
+def test_a_legacy_store_sealed_without_a_key_stays_keyless(tmp_path: Path) -> None:
+    rig = build(tmp_path / "old.db")  # sealed before keys were created: key id ""
+    st = storage(tmp_path / "old.db")
+    assert E.evidence_key(st, create=True) is None
+    assert not E.key_path(st.path).exists()
+    rep = E.verify(rig.store.db, E.evidence_key(st, create=False))
+    assert rep.ok and rep.legacy_keyless and not rep.keyed and rep.key_id == ""
+
+
+def test_a_keyed_store_whose_key_file_is_gone_is_not_written(tmp_path: Path) -> None:
+    st = storage(tmp_path / "s.db")
+    key = E.evidence_key(st, create=True)
+    rig = build(st.path, key)
+    E.key_path(st.path).unlink()
+    with pytest.raises(E.KeyFileError) as err:
+        E.evidence_key(st, create=True)  # a fresh key would leave every new row unsealed
+    assert key_id(key) in str(err.value) and "missing" in str(err.value)
+    assert not E.key_path(st.path).exists()
+    assert E.evidence_key(st, create=False) is None
+    assert only_problem(E.verify(rig.store.db, None)).kind == "key"
+
+
+def test_a_configured_key_wins_over_the_key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SENTINEL_TEST_EVIDENCE_KEY", KEY.decode())
+    st = storage(tmp_path / "s.db", "${SENTINEL_TEST_EVIDENCE_KEY}")
+    assert E.evidence_key(st, create=True) == KEY
+    assert not E.key_path(st.path).exists()
+
+
+def test_the_key_never_reaches_the_store_file(tmp_path: Path) -> None:
+    st = storage(tmp_path / "s.db")
+    key = E.evidence_key(st, create=True)
+    assert key is not None
+    rig = build(st.path, key)
+    rig.store.close()
+    key_file = E.key_path(st.path)
+    data = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("s.db") and p != key_file)
+    assert key not in data and bytes.fromhex(key.decode()) not in data
+    assert key_id(key).encode() in data  # only its fingerprint
+
+
+def test_a_writer_is_refused_a_key_that_did_not_seal_the_chain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every row it wrote would stay unsealed: refused before anything is written."""
+    st = storage(tmp_path / "s.db")
+    key = E.evidence_key(st, create=True)
+    assert key is not None
+    build(st.path, key)
+    other = b"0" * 64
+    E.key_path(st.path).write_bytes(other + b"\n")
+    with pytest.raises(E.KeyFileError) as err:
+        E.evidence_key(st, create=True)
+    assert key_id(key) in str(err.value) and key_id(other) in str(err.value)
+    assert other.decode() not in str(err.value) and key.decode() not in str(err.value)
+    assert E.evidence_key(st, create=False) == other  # a reader: verify reports the mismatch
+    # A configured key on a store sealed before keys existed: not re-sealed either.
+    build(tmp_path / "old.db")
+    monkeypatch.setenv("SENTINEL_TEST_EVIDENCE_KEY", KEY.decode())
+    with pytest.raises(E.KeyFileError, match="without a key"):
+        E.evidence_key(storage(tmp_path / "old.db", "${SENTINEL_TEST_EVIDENCE_KEY}"), create=True)

@@ -54,6 +54,6 @@ def test_no_module_outside_agent_store_runs_sql() -> None:
         rel = path.relative_to(REPO).as_posix()
         offenders += [f"{rel}:{line}" for line in sql_calls(path.read_text(encoding="utf-8"), rel)]
     assert scanned > 50
-    assert not offenders, (
-        "SQL outside agent/store (call a function of agent/store instead): " + ", ".join(offenders)
+    assert not offenders, "SQL outside agent/store (call a function of agent/store instead): " + ", ".join(
+        offenders
     )

@@ -112,10 +112,7 @@ def test_report_rows_renew_until_delivered(store: Store) -> None:
     assert outbox.keys_like(store.db, "opened", "report:%") == []
     wanted = ["report:daily:2026-10-01:mail", "report:daily:2026-10-02:mail"]
     assert outbox.existing_keys(store.db, wanted) == {"report:daily:2026-10-01:mail"}
-    by_status = {
-        (r["status"], r["last_error"])
-        for r in outbox.statuses(store.db, [*wanted, inspection])
-    }
+    by_status = {(r["status"], r["last_error"]) for r in outbox.statuses(store.db, [*wanted, inspection])}
     assert by_status == {("delivered", None), ("pending", None)}
 
 

@@ -78,13 +78,14 @@ def test_unclean_run_is_closed_at_last_sign_of_life(store: Store) -> None:
     write(store, run, states, "web", res(1040, Status.OK))
     # The process dies here (no end_run). A new run starts later.
     run2 = store.begin_run(1_500_000, 2, "h", "t")
+    store.heartbeat(run2, 2_000_000)
     runs = store.runs()
     assert (runs[0].clean, runs[0].stopped_ts) == (False, 1_040_000)
     assert store.intervals(0, 10**13, "web")[0].end_ts == 1_040_000
-    assert store.agent_gaps(0, 2_000_000, now_ms=2_000_000) == [(1_040_000, 1_500_000)]
+    assert store.agent_gaps(0, 2_000_000, now_ms=2_000_000, grace_ms=0) == [(1_040_000, 1_500_000)]
     store.end_run(run2, 1_600_000)
     assert store.runs()[1].clean is True
-    assert store.agent_gaps(0, 2_000_000, now_ms=2_000_000) == [
+    assert store.agent_gaps(0, 2_000_000, now_ms=2_000_000, grace_ms=0) == [
         (1_040_000, 1_500_000),
         (1_600_000, 2_000_000),
     ]
@@ -95,9 +96,22 @@ def test_gaps_are_clipped_to_period(store: Store) -> None:
     store.end_run(r1, 200_000)
     r2 = store.begin_run(500_000, 1, "h", "t")
     store.end_run(r2, 900_000)
-    assert store.agent_gaps(300_000, 400_000, now_ms=10**7) == [(300_000, 400_000)]
-    assert store.agent_gaps(150_000, 600_000, now_ms=10**7) == [(200_000, 500_000)]
-    assert store.agent_gaps(0, 150_000, now_ms=10**7) == []
+    assert store.agent_gaps(300_000, 400_000, now_ms=10**7, grace_ms=0) == [(300_000, 400_000)]
+    assert store.agent_gaps(150_000, 600_000, now_ms=10**7, grace_ms=0) == [(200_000, 500_000)]
+    assert store.agent_gaps(0, 150_000, now_ms=10**7, grace_ms=0) == []
+
+
+def test_a_silent_run_is_alive_until_heartbeat_plus_grace_then_down(store: Store) -> None:
+    run = store.begin_run(100_000, 1, "h", "t")
+    store.heartbeat(run, 160_000)
+    # Killed after its last heartbeat, never restarted: asked at 200 s, with 10 s of grace.
+    assert store.agent_gaps(0, 300_000, now_ms=200_000, grace_ms=10_000) == [(170_000, 200_000)]
+    # Within the grace it is still alive.
+    assert store.agent_gaps(0, 300_000, now_ms=165_000, grace_ms=10_000) == []
+    # A restart closes the dead run where the rule put its end while it lay dead.
+    store.begin_run(250_000, 2, "h", "t", grace_ms=10_000)
+    assert store.runs()[0].stopped_ts == 170_000
+    assert store.agent_gaps(0, 300_000, now_ms=255_000, grace_ms=10_000) == [(170_000, 250_000)]
 
 
 def test_state_survives_restart_but_pending_does_not(tmp_path: Path) -> None:

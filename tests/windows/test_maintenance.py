@@ -31,7 +31,7 @@ def local(tz: ZoneInfo, y: int, mo: int, d: int, h: int = 0, mi: int = 0) -> int
 
 
 def spec(**kw: Any) -> WindowSpec:
-    base: dict[str, Any] = {"name": "w", "systems": ["HIS"], "reason": "升级", "approved_by": "张工"}
+    base: dict[str, Any] = {"name": "w", "systems": ["HIS"], "reason": "升级"}
     base.update(kw)
     return WindowSpec.model_validate(base)
 
@@ -50,7 +50,7 @@ def test_one_off_boundaries_start_inclusive_end_exclusive() -> None:
     start, end = 1746108000000, 1746108000000 + 3 * H  # 2025-05-01T14:00Z: 22:00 at UTC+8
     assert sched.active(start - 1, "HIS", "his-login") is None
     w = sched.active(start, "HIS", "his-login")
-    assert w == Window("w", start, end, ("HIS",), (), "升级", "张工", "CHG-1")
+    assert w == Window("w", start, end, ("HIS",), (), "升级", "CHG-1")
     assert sched.active(end - 1, "HIS", "his-login") == w
     assert sched.active(end, "HIS", "his-login") is None
 
@@ -228,7 +228,7 @@ def test_system_window_covers_its_checks_check_window_covers_that_check() -> Non
     by_check = spec(
         name="backup-move", systems=[], checks=["db-backup"], start="2025-05-01 22:00", end="2025-05-02 01:00"
     )
-    sched = MaintenanceSchedule([by_system], SH, extra=[by_check])
+    sched = MaintenanceSchedule([by_system, by_check], SH)
     t = local(SH, 2025, 5, 1, 23)
     assert sched.active(t, "HIS", "his-login").name == "his-upgrade"  # type: ignore[union-attr]
     assert sched.active(t, "EMR", "emr-login") is None
@@ -401,9 +401,19 @@ def errors(**kw: Any) -> list[tuple[tuple[Any, ...], str]]:
         ),
         ({"cron": "0 0 * * *", "duration": "1h", "reason": "  "}, ("reason",), "reason must not be empty"),
         (
-            {"cron": "0 0 * * *", "duration": "1h", "approved_by": ""},
-            ("approved_by",),
-            "approved_by must not be",
+            {"cron": "0 0 * * *", "duration": "1h", "approved_by": "张工"},
+            (),
+            "approved_by was replaced by approvals: {甲方: 姓名, 乙方: 姓名}",
+        ),
+        (
+            {"cron": "0 0 * * *", "duration": "1h", "approvals": {"甲方": "王主任", "乙方": "王主任"}},
+            ("approvals",),
+            "two different people",
+        ),
+        (
+            {"cron": "0 0 * * *", "duration": "1h", "approvals": {"丙方": "王主任"}},
+            ("approvals", "丙方"),
+            "Extra inputs",
         ),
         (
             {"cron": "0 0 * * *", "duration": "1h", "systems": [], "checks": []},
@@ -449,10 +459,10 @@ def test_validation_errors(kw: dict[str, Any], loc: tuple[Any, ...], text: str) 
     assert any(e_loc == loc and text in msg for e_loc, msg in errs), errs
 
 
-def test_missing_reason_and_approver_are_required() -> None:
+def test_missing_reason_is_required_approvals_live_in_the_ledger() -> None:
     with pytest.raises(ValidationError) as ei:
         WindowSpec.model_validate({"name": "w", "systems": ["HIS"], "cron": "0 0 * * *", "duration": "1h"})
-    assert {e["loc"] for e in ei.value.errors() if e["type"] == "missing"} == {("reason",), ("approved_by",)}
+    assert {e["loc"] for e in ei.value.errors() if e["type"] == "missing"} == {("reason",)}
 
 
 def test_unquoted_yaml_time_gets_a_hint() -> None:
@@ -473,13 +483,14 @@ def test_valid_spec_from_yaml() -> None:
         name: 周日例行维护
         systems: [HIS, EMR]
         reason: 数据库例行维护
-        approved_by: 信息科 王主任
+        approvals: {甲方: 信息科 王主任, 乙方: 张工}
         ticket: OA-2025-0193
         weekly: {days: [sun], at: "02:00", duration: 2h}
         valid_from: 2025-01-01
         """
     )
     s = spec(**raw)
+    assert s.approvals is not None and s.approvals.by_party() == {"甲方": "信息科 王主任", "乙方": "张工"}
     assert s.valid_from == date(2025, 1, 1) and s.weekly is not None and s.weekly.duration == 7200.0
     assert s.recurring and not spec(start="2025-01-01 10:00", end="2025-01-01 11:00").recurring
 
