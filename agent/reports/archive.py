@@ -72,8 +72,17 @@ class ArchivedReport:
 
 
 def _safe(label: str) -> str:
-    """A period label as a directory name on any file system ('..', ':' and spaces replaced)."""
-    return re.sub(r"[^0-9A-Za-z._-]+", "_", label).replace("..", "_to_")
+    """A period label as a directory name on any file system ('..', ':' and spaces replaced).
+
+    Names stay ASCII (they also name mail attachments); a label with other characters (a
+    service period named 第一服务期) gets a short digest of itself, so two such labels never
+    share a folder."""
+    safe = re.sub(r"[^0-9A-Za-z._-]+", "_", label).replace("..", "_to_")
+    if not label.isascii():
+        import hashlib
+
+        safe += "-" + hashlib.sha256(label.encode("utf-8")).hexdigest()[:8]
+    return safe
 
 
 def render_html(

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
 import zipfile
 from datetime import datetime
+from html import unescape
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -315,6 +317,16 @@ def test_a_window_recorded_after_an_outage_needs_both_parties(tmp_path: Path) ->
     assert {a["party"] for a in x["approvals"]} == {"甲方", "乙方"}
     text = cli(agent, "availability", "--period", period).stdout
     assert "事后补录" in text and "乙方 张工；甲方 王主任" in text
+
+    # The acceptance report shows the window as recorded after the fact, approved by both.
+    day = local(run["started_ts"])[:10]
+    r = cli(agent, "report", "acceptance", "--period", day, "--json")
+    assert r.returncode == 0, r.stderr
+    html_file = next(Path(p) for p in _paths(json.loads(r.stdout)) if p.endswith(".html"))
+    html = html_file.read_text(encoding="utf-8")
+    text = " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())
+    # The window's own row (the report's rules paragraph names both words too).
+    assert re.search(r"补录窗口 .{0,300}甲方 王主任 .{0,300}✔ 已生效 ⚠ 事后补录", text), text[-3000:]
 
     # The same party cannot approve twice, and one person cannot approve for both.
     again = cli(agent, "maintenance", "approve", "补录窗口", "--party", "甲方", "--by", "李四")
