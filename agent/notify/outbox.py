@@ -5,6 +5,13 @@ retried with exponential backoff (capped) for as long as it takes: a channel tha
 an hour loses nothing. Delivered rows are never sent again, so a restart repeats nothing that
 was confirmed; a crash in the instant between a send and its confirmation can repeat that one
 message (at-least-once), which is the safe side for an alert.
+
+The notices of one fault on one channel go out in the order they were queued, i.e. the order of
+the fault's events: a notice waits while an earlier one of the same fault and channel is still
+pending (in its backoff, or a recovery notice in its hold), so "closed" never overtakes
+"recovered" and neither overtakes a refused "opened". A permanently failed or withdrawn notice
+holds nothing back. Other faults, other channels and reports are not held up
+(agent.store.outbox.due).
 """
 
 from __future__ import annotations
@@ -124,7 +131,12 @@ class Dispatcher:
                 self._wake.clear()
 
     def run_once(self) -> int:
-        """Send every due row once (at most `batch`); returns how many were attempted."""
+        """Send every due row once (at most `batch`); returns how many were attempted.
+
+        A fault's next notice on a channel becomes due only once the one before it is delivered,
+        so a backlog of one fault drains one notice per pass; `_loop` runs the next pass at once
+        whenever this one did some work.
+        """
         now = int(self.clock() * 1000)
         rows = stored.due(self.store.db, now, self.batch)
         for row in rows:

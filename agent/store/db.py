@@ -714,23 +714,41 @@ class Store:
     # ---------------------------------------------------------------- state
 
     def load_states(self) -> dict[str, CheckState]:
-        """The state machines as the last run left them; intervals are closed, so each will
-        open a fresh interval at its next sample."""
+        """The state machines as the last run left them: confirmed state, pending samples and
+        the text of the confirmed state's last interval. Intervals are closed, so each re-opens
+        one at its next sample; whether the pending samples still count is the machine's rule
+        (`CheckState.step_ms`), given the spacing of the check's last two results."""
         out: dict[str, CheckState] = {}
-        # s.pending is not read: pending samples do not survive a gap, their run was interrupted.
         rows = fetch_all(
             self.db,
-            "SELECT c.name AS name, s.hard AS hard, s.last_ts AS last_ts, s.last_status AS last_status "
+            "SELECT c.name AS name, s.check_id AS check_id, s.hard AS hard, s.pending AS pending, "
+            "s.last_ts AS last_ts, s.last_status AS last_status, "
+            "(SELECT i.summary FROM intervals i WHERE i.check_id = s.check_id AND i.state = s.hard "
+            "ORDER BY i.id DESC LIMIT 1) AS summary "
             "FROM check_state s JOIN checks c ON c.id = s.check_id",
         )
         for r in rows:
             hard, last_status = r["hard"], r["last_status"]
+            pending = [(int(ts), int(st), str(text)) for ts, st, text in json.loads(r["pending"] or "[]")]
+            step = None
+            if pending:  # only these need the spacing (few, at most one query each)
+                last = [
+                    int(v["ts"])
+                    for v in fetch_all(
+                        self.db,
+                        "SELECT ts FROM results WHERE check_id=? ORDER BY ts DESC LIMIT 2",
+                        (r["check_id"],),
+                    )
+                ]
+                step = last[0] - last[1] if len(last) == 2 and last[0] > last[1] else None
             out[r["name"]] = CheckState(
                 hard=Status(hard) if hard is not None else None,
                 interval_open=False,
-                pending=[],
+                pending=pending,
                 last_ts=r["last_ts"],
                 last_status=Status(last_status) if last_status is not None else None,
+                summary=r["summary"] or "",
+                step_ms=step,
             )
         return out
 

@@ -76,10 +76,24 @@ def withdraw_pending(db: sqlite3.Connection, fault_id: int, event: str) -> int:
 
 
 def due(db: sqlite3.Connection, now_ms: int, limit: int) -> list[DueMessage]:
-    """Pending messages whose next attempt is due, the longest waiting first."""
+    """Pending messages whose next attempt is due, the longest waiting first; of one fault's
+    messages on one channel, only the earliest pending one (the lowest id, i.e. queued first).
+
+    So a fault's notices go out in the order of its events: "recovered" and "closed" wait while
+    "opened" waits for its retry, "closed" waits for a "recovered" still in its hold. Only
+    pending rows hold others back: delivered, withdrawn and permanently failed ones (a person
+    has to fix the channel and `sentinel notifications retry`) do not, so a given-up notice
+    never blocks the fault's later ones. Messages of no fault (reports) are not ordered.
+
+    Both scans go through the partial index of pending rows (`outbox_due`), never the history
+    of delivered rows; the subquery is not correlated, so it runs once per call.
+    """
     rows = fetch_all(
         db,
-        "SELECT id, channel, message, attempts FROM outbox WHERE status='pending' AND next_attempt_ts<=? "
+        "SELECT id, channel, message, attempts FROM outbox "
+        "WHERE status='pending' AND next_attempt_ts<=? AND (fault_id IS NULL OR id IN ("
+        "SELECT min(id) FROM outbox WHERE status='pending' AND fault_id IS NOT NULL "
+        "GROUP BY fault_id, channel)) "
         "ORDER BY next_attempt_ts, id LIMIT ?",
         (now_ms, limit),
     )
