@@ -9,7 +9,6 @@ agent wrote, so nothing depends on how fast this machine is.
 from __future__ import annotations
 
 import json
-import os
 import re
 import sqlite3
 import subprocess
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tests.conftest import REPO, wait_until
+from tests.conftest import wait_until
 from tests.helpers.agent_proc import AgentProcess
 from tests.helpers.servers import http_server
 
@@ -29,16 +28,7 @@ SH = ZoneInfo("Asia/Shanghai")
 
 
 def cli(agent: AgentProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "agent", "-c", str(agent.config), *args],
-        check=False,
-        cwd=agent.workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return agent.cli(*args)
 
 
 def cli_json(agent: AgentProcess, *args: str) -> Any:
@@ -48,26 +38,18 @@ def cli_json(agent: AgentProcess, *args: str) -> Any:
 
 
 def runs(agent: AgentProcess) -> list[sqlite3.Row]:
-    with sqlite3.connect(f"file:{agent.db_path}?mode=ro", uri=True, timeout=5) as db:
-        db.row_factory = sqlite3.Row
-        return list(db.execute("SELECT * FROM agent_runs ORDER BY id"))
+    return agent.rows("SELECT * FROM agent_runs ORDER BY id")
 
 
 def hard_states(agent: AgentProcess, check: str) -> list[int]:
-    if not agent.db_path.exists():
-        return []
-    try:
-        with sqlite3.connect(f"file:{agent.db_path}?mode=ro", uri=True, timeout=5) as db:
-            return [
-                r[0]
-                for r in db.execute(
-                    "SELECT i.state FROM intervals i JOIN checks c ON c.id = i.check_id WHERE c.name=? "
-                    "ORDER BY i.id",
-                    (check,),
-                )
-            ]
-    except sqlite3.OperationalError:
-        return []
+    return [
+        r["state"]
+        for r in agent.rows(
+            "SELECT i.state AS state FROM intervals i JOIN checks c ON c.id = i.check_id WHERE c.name=? "
+            "ORDER BY i.id",
+            (check,),
+        )
+    ]
 
 
 def to_ms(iso: str) -> int:
@@ -280,11 +262,10 @@ def test_a_window_recorded_after_an_outage_needs_both_parties(tmp_path: Path) ->
             assert agent.stop()[0] == 0
         finally:
             agent.kill()
-    with sqlite3.connect(f"file:{agent.db_path}?mode=ro", uri=True) as db:
-        start, end = db.execute(
-            "SELECT i.start_ts, i.end_ts FROM intervals i JOIN checks c ON c.id = i.check_id "
-            "WHERE c.name='web' AND i.state=2"
-        ).fetchone()
+    ((start, end),) = agent.rows(
+        "SELECT i.start_ts, i.end_ts FROM intervals i JOIN checks c ON c.id = i.check_id "
+        "WHERE c.name='web' AND i.state=2"
+    )
     (run,) = runs(agent)
     period = f"{local(run['started_ts'])[:16]}..{minute(run['stopped_ts'], up=True)}"
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import REPO, wait_until
 
@@ -38,14 +39,33 @@ class AgentProcess:
         )
         return self.proc
 
-    def result_count(self) -> int:
+    def rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        """Read the agent's store read-only, rows by column name; [] while it does not exist yet
+        or the agent is still creating the schema."""
         if not self.db_path.exists():
-            return 0
+            return []
         try:
             with sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5) as db:
-                return int(db.execute("SELECT count(*) FROM results").fetchone()[0])
+                db.row_factory = sqlite3.Row
+                return list(db.execute(sql, args))
         except sqlite3.OperationalError:
-            return 0
+            return []
+
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """`sentinel -c <this agent's config> ARGS` as a user runs it, in the agent's directory."""
+        return subprocess.run(
+            [sys.executable, "-m", "agent", "-c", str(self.config), *args],
+            cwd=self.workdir,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def result_count(self) -> int:
+        found = self.rows("SELECT count(*) AS n FROM results")
+        return int(found[0]["n"]) if found else 0
 
     def wait_results(self, n: int, timeout: float) -> int:
         wait_until(lambda: self.result_count() >= n, timeout, f"{n} results in the store")

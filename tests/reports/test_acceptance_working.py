@@ -49,7 +49,7 @@ from agent.store.db import Store
 from agent.text import i18n
 from agent.windows import exclusions, ledger
 from probes.base import CheckResult, Status
-from tests.conftest import REPO
+from tests.conftest import REPO, need
 
 SH = ZoneInfo("Asia/Shanghai")
 
@@ -383,8 +383,7 @@ def test_the_configuration_versions_in_force_are_listed(made: Made) -> None:
 
 
 def test_the_pdf_carries_the_working(made: Made) -> None:
-    if not shutil.which("pdftotext"):
-        pytest.skip("pdftotext (poppler-utils) is not installed")
+    need(shutil.which("pdftotext") is not None, "pdftotext (poppler-utils) is not installed")
     pdf = subprocess.run(["pdftotext", str(made.pdf), "-"], capture_output=True, text=True, check=True).stdout
     flat = re.sub(r"\s+", "", pdf)
     for words in (

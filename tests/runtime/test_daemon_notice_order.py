@@ -10,10 +10,6 @@ later notices went out while "opened" was waiting: recovered, closed, opened.
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +19,7 @@ from typing import Any
 
 from agent.faults.records import list_faults
 from agent.store.db import Store
-from tests.conftest import REPO, wait_until
+from tests.conftest import wait_until
 from tests.helpers.agent_proc import AgentProcess
 from tests.helpers.servers import http_server
 
@@ -72,27 +68,12 @@ def webhook_receiver(refuse: int) -> Iterator[_Receiver]:
         srv.server_close()
 
 
-def cli(workdir: Path, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agent", "-c", str(config), *args],
-        cwd=workdir,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def outbox_rows(db_path: Path) -> list[tuple[str, str, int]]:
+def outbox_rows(agent: AgentProcess) -> list[tuple[str, str, int]]:
     """(event, status, attempts) of every outbox row, in the order they were queued."""
-    if not db_path.exists():
-        return []
-    try:
-        with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5) as db:
-            return list(db.execute("SELECT event, status, attempts FROM outbox ORDER BY id"))
-    except sqlite3.OperationalError:  # the agent is still creating the schema
-        return []
+    return [
+        (r["event"], r["status"], r["attempts"])
+        for r in agent.rows("SELECT event, status, attempts FROM outbox ORDER BY id")
+    ]
 
 
 def test_recovered_and_closed_wait_for_the_refused_opened_notice(tmp_path: Path) -> None:
@@ -118,32 +99,30 @@ notifications:
         try:
             agent.start()
             # The opened notice was refused once: it waits for its retry (30 s backoff).
-            wait_until(
-                lambda: outbox_rows(agent.db_path)[:1] == [("opened", "pending", 1)], 30, "a refused opened"
-            )
+            wait_until(lambda: outbox_rows(agent)[:1] == [("opened", "pending", 1)], 30, "a refused opened")
             srv.up = True
             wait_until(
-                lambda: [e for e, _, _ in outbox_rows(agent.db_path)] == ["opened", "recovered"],
+                lambda: [e for e, _, _ in outbox_rows(agent)] == ["opened", "recovered"],
                 30,
                 "the recovered notice queued",
             )
             store = Store(agent.db_path, readonly=True)
             (fault,) = list_faults(store.db)
             store.close()
-            resolved = cli(
-                tmp_path, agent.config, "faults", "resolve", fault.number, "--cause", "应用池耗尽",
+            resolved = agent.cli(
+                "faults", "resolve", fault.number, "--cause", "应用池耗尽",
                 "--measures", "重启应用池", "--by", "张工",
             )  # fmt: skip
             assert resolved.returncode == 0, resolved.stderr
-            closed = cli(tmp_path, agent.config, "faults", "close", fault.number, "--by", "张工")
+            closed = agent.cli("faults", "close", fault.number, "--by", "张工")
             assert closed.returncode == 0, closed.stderr
             # The scenario holds: all three are queued while "opened" still waits for its retry
             # (without the ordering rule, recovered and closed would be out by now or soon).
-            rows = outbox_rows(agent.db_path)
+            rows = outbox_rows(agent)
             assert [e for e, _, _ in rows] == ["opened", "recovered", "closed"], rows
             assert rows[0] == ("opened", "pending", 1), rows
             wait_until(
-                lambda: [s for _, s, _ in outbox_rows(agent.db_path)] == ["delivered"] * 3,
+                lambda: [s for _, s, _ in outbox_rows(agent)] == ["delivered"] * 3,
                 60,
                 "all three notices delivered",
             )

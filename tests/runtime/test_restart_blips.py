@@ -13,17 +13,14 @@ Every step waits on what the agent stored, never on a sleep.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, wait_until
+from tests.conftest import wait_until
 from tests.helpers.agent_proc import AgentProcess
 from tests.helpers.servers import http_server
 
@@ -44,20 +41,8 @@ checks:
 """
 
 
-def query(agent: AgentProcess, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-    if not agent.db_path.exists():
-        return []
-    try:
-        with sqlite3.connect(f"file:{agent.db_path}?mode=ro", uri=True, timeout=5) as db:
-            db.row_factory = sqlite3.Row
-            return list(db.execute(sql, args))
-    except sqlite3.OperationalError:
-        return []
-
-
 def web_results(agent: AgentProcess, after_ms: int = 0) -> list[sqlite3.Row]:
-    return query(
-        agent,
+    return agent.rows(
         "SELECT r.ts AS ts, r.status AS status, r.run_id AS run_id FROM results r "
         "JOIN checks c ON c.id = r.check_id WHERE c.name='web' AND r.ts >= ? ORDER BY r.ts",
         (after_ms,),
@@ -65,24 +50,14 @@ def web_results(agent: AgentProcess, after_ms: int = 0) -> list[sqlite3.Row]:
 
 
 def web_intervals(agent: AgentProcess) -> list[sqlite3.Row]:
-    return query(
-        agent,
+    return agent.rows(
         "SELECT i.state AS state, i.start_ts AS start_ts, i.end_ts AS end_ts, i.run_id AS run_id "
         "FROM intervals i JOIN checks c ON c.id = i.check_id WHERE c.name='web' ORDER BY i.id",
     )
 
 
 def faults(agent: AgentProcess) -> list[dict[str, Any]]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run(
-        [sys.executable, "-m", "agent", "-c", str(agent.config), "faults", "list", "--json"],
-        check=False,
-        cwd=agent.workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = agent.cli("faults", "list", "--json")
     assert done.returncode == 0, done.stderr
     return list(json.loads(done.stdout))
 
@@ -101,7 +76,7 @@ def test_one_failing_sample_after_a_restart_opens_no_fault(tmp_path: Path, stop:
                 assert rc == 0, agent.text_log()
             else:
                 agent.kill()
-            (run1,) = query(agent, "SELECT * FROM agent_runs")
+            (run1,) = agent.rows("SELECT * FROM agent_runs")
             last_before = web_results(agent)[-1]["ts"]
 
             srv.up = False  # fails while nobody watches, and at the first sample after the start
@@ -125,7 +100,7 @@ def test_one_failing_sample_after_a_restart_opens_no_fault(tmp_path: Path, stop:
         assert faults(agent) == []
         intervals = web_intervals(agent)
         assert CRIT not in [i["state"] for i in intervals]
-        (run2,) = query(agent, "SELECT * FROM agent_runs WHERE id > ?", (run1["id"],))
+        (run2,) = agent.rows("SELECT * FROM agent_runs WHERE id > ?", (run1["id"],))
         old = [i for i in intervals if i["run_id"] == run1["id"]]
         new = [i for i in intervals if i["run_id"] == run2["id"]]
         # The dead run's interval ends where the store closed it, before the restart: the gap
